@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, engine/session, and every query (one module per concept)."""

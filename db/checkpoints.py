@@ -1,0 +1,49 @@
+"""Checkpoint rows: one per saved `checkpoint-<step>` folder; rotated-out folders stay listed as
+deleted, never as usable."""
+
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from db.models import Checkpoint, utcnow
+from db.upsert import upsert
+
+
+def record_checkpoint(
+    session: Session, job_id: int, run_id: int, step: int, path: str, metrics: dict[str, Any] | None
+) -> None:
+    upsert(
+        session, Checkpoint,
+        [{"job_id": job_id, "run_id": run_id, "step": step, "path": path, "metrics": metrics,
+          "is_best": False, "deleted": False, "created_at": utcnow()}],
+        keys=["job_id", "step"], update=["run_id", "path", "metrics", "deleted", "created_at"],
+    )
+
+
+def mark_deleted_except(session: Session, job_id: int, existing_steps: set[int]) -> list[int]:
+    """Mark every usable checkpoint whose folder is gone as deleted; returns those steps."""
+    gone = [
+        step for step in session.scalars(
+            select(Checkpoint.step).where(Checkpoint.job_id == job_id, Checkpoint.deleted.is_(False))
+        )
+        if step not in existing_steps
+    ]
+    if gone:
+        session.execute(
+            update(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.step.in_(gone))
+            .values(deleted=True)
+        )
+    return gone
+
+
+def mark_best(session: Session, job_id: int, step: int | None) -> None:
+    session.execute(update(Checkpoint).where(Checkpoint.job_id == job_id).values(is_best=False))
+    if step is not None:
+        session.execute(
+            update(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.step == step).values(is_best=True)
+        )
+
+
+def list_checkpoints(session: Session, job_id: int) -> list[Checkpoint]:
+    return list(session.scalars(select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.step)))

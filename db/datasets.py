@@ -1,0 +1,38 @@
+"""Dataset rows: one per uploaded JSONL file."""
+
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from db.models import Dataset, Job
+from db.status import ACTIVE_JOB_STATES
+
+
+def add_dataset(session: Session, **fields) -> Dataset:
+    dataset = Dataset(**fields)
+    session.add(dataset)
+    session.flush()
+    return dataset
+
+
+def get_dataset(session: Session, dataset_id: int) -> Dataset | None:
+    return session.get(Dataset, dataset_id)
+
+
+def list_datasets(session: Session, *, before: int | None, limit: int) -> list[Dataset]:
+    query = select(Dataset)
+    if before is not None:
+        query = query.where(Dataset.id < before)
+    return list(session.scalars(query.order_by(Dataset.id.desc()).limit(limit)))
+
+
+def dataset_in_use(session: Session, dataset_id: int) -> bool:
+    """True while a queued or running job needs the file."""
+    return session.scalar(
+        select(
+            exists().where(Job.dataset_id == dataset_id, Job.status.in_(list(ACTIVE_JOB_STATES)))
+        )
+    )
+
+
+def dataset_referenced(session: Session, dataset_id: int) -> bool:
+    return session.scalar(select(exists().where(Job.dataset_id == dataset_id)))

@@ -1,0 +1,30 @@
+"""Job events: every state change and notable moment of a job, readable by users."""
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import Event
+
+
+def add_event(
+    session: Session,
+    job_id: int,
+    type: str,
+    message: str,
+    *,
+    run_id: int | None = None,
+    data: dict[str, Any] | None = None,
+) -> Event:
+    event = Event(job_id=job_id, run_id=run_id, type=type, message=message, data=data)
+    session.add(event)
+    return event
+
+
+def list_events(session: Session, job_id: int, *, after: int | None, limit: int) -> list[Event]:
+    """Oldest first; `after` is the id of the last event the client has seen."""
+    query = select(Event).where(Event.job_id == job_id)
+    if after is not None:
+        query = query.where(Event.id > after)
+    return list(session.scalars(query.order_by(Event.id).limit(limit)))

@@ -1,0 +1,91 @@
+"""Jobs: creation, lookup, listing, status changes (each one an event), progress and result."""
+
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from db.events import add_event
+from db.models import Job, Run, utcnow
+from db.status import FINISHED_JOB_STATES, JobStatus, RunStatus
+
+
+def create_job(
+    session: Session,
+    *,
+    spec: dict[str, Any],
+    dataset_id: int,
+    queue: str,
+    name: str | None,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+) -> tuple[Job, Run]:
+    """A queued job with its first run (attempt 1)."""
+    job = Job(
+        name=name,
+        status=JobStatus.QUEUED,
+        spec=spec,
+        dataset_id=dataset_id,
+        queue=queue,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+    )
+    session.add(job)
+    session.flush()
+    run = Run(job_id=job.id, attempt=1, status=RunStatus.QUEUED)
+    session.add(run)
+    session.flush()
+    add_event(
+        session, job.id, "status", f"job queued on '{queue}'", run_id=run.id,
+        data={"from": None, "to": JobStatus.QUEUED, "attempt": 1},
+    )
+    return job, run
+
+
+def get_job(session: Session, job_id: int) -> Job | None:
+    return session.get(Job, job_id)
+
+
+def get_job_by_idempotency_key(session: Session, key: str) -> Job | None:
+    return session.scalar(select(Job).where(Job.idempotency_key == key))
+
+
+def list_jobs(
+    session: Session, *, statuses: list[str] | None, before: int | None, limit: int
+) -> list[Job]:
+    """Newest first; `before` is the id of the last job the client has seen."""
+    query = select(Job)
+    if statuses:
+        query = query.where(Job.status.in_(statuses))
+    if before is not None:
+        query = query.where(Job.id < before)
+    return list(session.scalars(query.order_by(Job.id.desc()).limit(limit)))
+
+
+def set_job_status(
+    session: Session,
+    job: Job,
+    status: JobStatus,
+    message: str,
+    *,
+    run_id: int | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    previous = job.status
+    job.status = status
+    if status == JobStatus.RUNNING and job.started_at is None:
+        job.started_at = utcnow()
+    if status in FINISHED_JOB_STATES:
+        job.finished_at = utcnow()
+    add_event(
+        session, job.id, "status", message, run_id=run_id,
+        data={"from": previous, "to": status, **(data or {})},
+    )
+
+
+def set_progress(session: Session, job_id: int, progress: dict[str, Any]) -> None:
+    session.execute(update(Job).where(Job.id == job_id).values(progress=progress, updated_at=utcnow()))
+
+
+def set_result(session: Session, job_id: int, result: dict[str, Any]) -> None:
+    session.execute(update(Job).where(Job.id == job_id).values(result=result, updated_at=utcnow()))

@@ -1,0 +1,51 @@
+"""Metric points keyed by (job, name, step): a repeated step replaces its earlier value."""
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import MetricPoint, utcnow
+from db.upsert import upsert
+
+
+def record_metrics(
+    session: Session, job_id: int, run_id: int, step: int, epoch: float | None, values: dict[str, float]
+) -> None:
+    now = utcnow()
+    rows = [
+        {"job_id": job_id, "run_id": run_id, "name": name, "step": step, "epoch": epoch,
+         "value": float(value), "created_at": now}
+        for name, value in values.items()
+    ]
+    upsert(session, MetricPoint, rows, keys=["job_id", "name", "step"],
+           update=["run_id", "epoch", "value", "created_at"])
+
+
+def list_metrics(
+    session: Session,
+    job_id: int,
+    *,
+    names: list[str] | None = None,
+    min_step: int | None = None,
+    max_step: int | None = None,
+    after: int | None = None,
+    limit: int = 1000,
+) -> list[MetricPoint]:
+    """Ordered by step, then name; `after` is the id-free cursor position (offset in the order)."""
+    query = select(MetricPoint).where(MetricPoint.job_id == job_id)
+    if names:
+        query = query.where(MetricPoint.name.in_(names))
+    if min_step is not None:
+        query = query.where(MetricPoint.step >= min_step)
+    if max_step is not None:
+        query = query.where(MetricPoint.step <= max_step)
+    query = query.order_by(MetricPoint.step, MetricPoint.name).offset(after or 0).limit(limit)
+    return list(session.scalars(query))
+
+
+def metrics_at_step(session: Session, job_id: int, step: int) -> dict[str, Any]:
+    rows = session.scalars(
+        select(MetricPoint).where(MetricPoint.job_id == job_id, MetricPoint.step == step)
+    )
+    return {row.name: row.value for row in rows}

@@ -1,0 +1,88 @@
+"""Runs (attempts): the atomic claim, heartbeats and outcomes. The run row is the truth about
+a training attempt, not Celery's task state."""
+
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from db.events import add_event
+from db.jobs import set_job_status
+from db.models import Job, Run, utcnow
+from db.status import JobStatus, RunStatus
+
+
+def get_run(session: Session, run_id: int) -> Run | None:
+    return session.get(Run, run_id)
+
+
+def set_task_id(session: Session, run_id: int, task_id: str) -> None:
+    session.execute(update(Run).where(Run.id == run_id).values(task_id=task_id))
+
+
+def claim_run(session: Session, run_id: int, worker: str) -> Run | None:
+    """queued -> running, only if still queued. Returns the run when this caller won the claim;
+    a second delivery of the same run, or a run cancelled meanwhile, gets None and an event."""
+    now = utcnow()
+    claimed = session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.status == RunStatus.QUEUED)
+        .values(status=RunStatus.RUNNING, worker=worker, started_at=now, heartbeat_at=now, updated_at=now)
+    ).rowcount
+    run = session.get(Run, run_id, populate_existing=True)
+    if run is None:
+        return None
+    if not claimed:
+        add_event(
+            session, run.job_id, "delivery_ignored",
+            f"worker {worker} received attempt {run.attempt} but it is {run.status}; not starting it",
+            run_id=run.id, data={"worker": worker, "run_status": run.status},
+        )
+        return None
+    job = session.get(Job, run.job_id)
+    set_job_status(
+        session, job, JobStatus.RUNNING, f"attempt {run.attempt} started on {worker}",
+        run_id=run.id, data={"attempt": run.attempt, "worker": worker},
+    )
+    return run
+
+
+def set_pid(session: Session, run_id: int, pid: int) -> None:
+    session.execute(update(Run).where(Run.id == run_id).values(pid=pid))
+
+
+def beat(session: Session, run_id: int) -> None:
+    session.execute(update(Run).where(Run.id == run_id).values(heartbeat_at=utcnow()))
+
+
+def set_run_error(session: Session, run_id: int, error: dict[str, Any]) -> None:
+    """Written by the training process before it exits with an error the supervisor reports."""
+    session.execute(update(Run).where(Run.id == run_id).values(error=error))
+
+
+def finish_run(
+    session: Session,
+    run: Run,
+    status: RunStatus,
+    message: str,
+    *,
+    exit_code: int | None = None,
+    error: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """Record a run's outcome and move its job to the matching final state."""
+    run.status = status
+    run.finished_at = utcnow()
+    run.exit_code = exit_code
+    if error is not None:
+        run.error = error
+    job = session.get(Job, run.job_id)
+    job.error = run.error if status == RunStatus.FAILED else None
+    set_job_status(
+        session, job, JobStatus(status.value), message, run_id=run.id,
+        data={"attempt": run.attempt, "exit_code": exit_code, **({"error": error} if error else {}), **(data or {})},
+    )
+
+
+def latest_run(session: Session, job_id: int) -> Run | None:
+    return session.scalar(select(Run).where(Run.job_id == job_id).order_by(Run.attempt.desc()).limit(1))

@@ -1,0 +1,170 @@
+"""Fields of the job spec: types, defaults, ranges and one-line descriptions (shown in OpenAPI).
+
+Aliases from the parameter document (`evaluation_strategy`, `optimizer`, ...) are accepted on input
+and rewritten to the one spelling TrainingArguments takes, so the stored spec is normalized.
+Cross-field rules live in jobspec/rules.py.
+"""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from jobspec.choices import LR_SCHEDULERS, OPTIMIZERS
+
+Strategy = Literal["no", "steps", "epoch"]
+LrScheduler = Literal[LR_SCHEDULERS]  # type: ignore[valid-type]
+Optimizer = Literal[OPTIMIZERS]  # type: ignore[valid-type]
+
+
+class SpecModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class DataSpec(SpecModel):
+    format: Literal["auto", "alpaca", "chat", "text"] = Field(
+        "auto", description="Row format of the dataset; 'auto' uses the format detected at upload."
+    )
+    cutoff_len: int = Field(
+        512, ge=8, le=131072,
+        description="Maximum length in tokens of one example; longer examples are truncated.",
+    )
+    val_set_size: float = Field(
+        0, ge=0,
+        description="Rows held out for evaluation: a fraction of the dataset below 1, a row count from 1.",
+    )
+    train_on_inputs: bool = Field(
+        True, description="Train on the prompt tokens too; false masks them out of the loss."
+    )
+
+
+class LoraSpec(SpecModel):
+    r: int = Field(8, ge=1, le=1024, description="LoRA rank.")
+    alpha: int = Field(16, ge=1, le=4096, description="LoRA scaling numerator (lora_alpha).")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout applied to the LoRA input.")
+    target_modules: str | list[str] = Field(
+        "all-linear",
+        description="Modules that get adapters: 'all-linear' or a list of module names.",
+    )
+
+
+class TrainingSpec(SpecModel):
+    """The TrainingArguments subset, named as TrainingArguments names it."""
+
+    num_train_epochs: float = Field(
+        3.0, gt=0, le=10000,
+        description="Total epochs; a fractional part runs only that fraction of the last epoch.",
+    )
+    max_steps: int = Field(
+        -1, ge=-1, description="Total optimizer steps; overrides num_train_epochs when positive."
+    )
+    per_device_train_batch_size: int = Field(
+        8, ge=1, le=65536, description="Training batch size per device (alias micro_batch_size)."
+    )
+    per_device_eval_batch_size: int = Field(8, ge=1, le=65536, description="Evaluation batch size per device.")
+    gradient_accumulation_steps: int = Field(
+        1, ge=1, le=65536, description="Micro-batches whose gradients are summed before one update."
+    )
+    learning_rate: float = Field(5e-5, gt=0, le=10, description="Initial learning rate.")
+    weight_decay: float = Field(0.0, ge=0, le=10, description="Weight decay of the optimizer.")
+    max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm; 0 disables clipping.")
+    optim: Optimizer = Field("adamw_torch_fused", description="Optimizer (alias optimizer).")
+    lr_scheduler_type: LrScheduler = Field(
+        "linear", description="Learning-rate schedule (alias lr_scheduler)."
+    )
+    warmup_steps: float = Field(
+        0, ge=0,
+        description="Warm-up steps from 0 to learning_rate; a value below 1 is a ratio of all steps "
+        "(alias warmup_ratio).",
+    )
+    fp16: bool = Field(False, description="fp16 mixed precision.")
+    bf16: bool = Field(False, description="bf16 mixed precision (NVIDIA Ampere or newer).")
+    eval_strategy: Strategy = Field(
+        "no", description="When to evaluate: no, steps, epoch (alias evaluation_strategy)."
+    )
+    eval_steps: float | None = Field(
+        None, gt=0,
+        description="Steps between evaluations with eval_strategy 'steps'; defaults to logging_steps; "
+        "below 1 a ratio of all steps.",
+    )
+    logging_strategy: Strategy = Field("steps", description="When to log: no, steps, epoch.")
+    logging_steps: float = Field(
+        500, gt=0, description="Steps between two logs; below 1 a ratio of all steps."
+    )
+    save_strategy: Literal["no", "steps", "epoch", "best"] = Field(
+        "steps", description="When to save checkpoints: no, steps, epoch, best."
+    )
+    save_steps: float = Field(
+        500, gt=0, description="Steps between two checkpoints; below 1 a ratio of all steps."
+    )
+    save_total_limit: int | None = Field(
+        None, ge=1, description="Checkpoints kept; older ones are deleted."
+    )
+    load_best_model_at_end: bool = Field(
+        False, description="Load the best checkpoint (by metric_for_best_model) at the end."
+    )
+    metric_for_best_model: str | None = Field(
+        None, min_length=1, max_length=128,
+        description="Metric that picks the best checkpoint, with or without 'eval_'; default loss.",
+    )
+    greater_is_better: bool | None = Field(
+        None, description="Whether a larger metric_for_best_model is better; default from the name."
+    )
+    push_to_hub: bool = Field(False, description="Push the model to the Hub at every save.")
+    hub_model_id: str | None = Field(
+        None, min_length=1, max_length=200, description="Hub repository kept in sync with the output."
+    )
+    report_to: str | list[str] = Field(
+        "none", description="Integrations that receive logs: none, all, or names such as tensorboard."
+    )
+    ignore_data_skip: bool = Field(
+        False, description="On resume, do not skip already-seen batches (faster, not reproducible)."
+    )
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="Random seed, set before the model is built.")
+    gradient_checkpointing: bool = Field(False, description="Trade compute for memory by recomputing activations.")
+    auto_find_batch_size: bool = Field(
+        False, description="Halve the batch size on out-of-memory and retry."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rename_aliases(cls, data: Any) -> Any:
+        from jobspec.aliases import normalize_training_aliases
+
+        return normalize_training_aliases(data)
+
+
+class ResumeFrom(SpecModel):
+    job_id: int = Field(ge=1, description="Earlier job whose checkpoint starts this one.")
+    step: int | None = Field(None, ge=1, description="Checkpoint step; default the latest usable one.")
+
+
+class ResourcesSpec(SpecModel):
+    gpus: int = Field(1, ge=1, le=64, description="GPUs the job needs.")
+    queue: str | None = Field(
+        None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Worker queue the job is routed to; default the server's default queue.",
+    )
+    max_restarts: int = Field(
+        2, ge=0, le=100, description="Automatic resumes after a lost worker before the job fails."
+    )
+
+
+class JobSpec(SpecModel):
+    name: str | None = Field(None, max_length=255, description="Free-form name of the job.")
+    base_model: str = Field(
+        min_length=1, max_length=1024,
+        description="Hub id (org/name) or a folder inside one of the server's model roots.",
+    )
+    dataset_id: int = Field(ge=1, description="Id of an uploaded dataset.")
+    data: DataSpec = Field(default_factory=DataSpec, description="How the dataset becomes examples.")
+    method: Literal["lora", "full"] = Field("lora", description="LoRA adapters or full fine-tuning.")
+    lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA settings (method 'lora').")
+    training: TrainingSpec = Field(default_factory=TrainingSpec, description="Trainer hyperparameters.")
+    output_dir: str | None = Field(
+        None, min_length=1, max_length=200,
+        description="Relative folder name under the server's job outputs; default job-<id>.",
+    )
+    resume_from_checkpoint: ResumeFrom | None = Field(
+        None, description="Start from a checkpoint of an earlier job (by job id and step, never a path)."
+    )
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Where and how the job runs.")

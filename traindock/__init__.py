@@ -1,0 +1,1 @@
+"""traindock: self-hosted REST service for LLM fine-tuning jobs (settings and CLI live here)."""

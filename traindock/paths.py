@@ -1,0 +1,59 @@
+"""Where things live under the data root, and the confinement rules for user-given names."""
+
+from pathlib import Path
+
+HUB_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+class PathRefused(ValueError):
+    """A user-given path that would leave the allowed folders."""
+
+
+def is_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return (
+        len(parts) in (1, 2)
+        and all(part and set(part) <= HUB_ID_CHARS and part not in (".", "..") for part in parts)
+        and not name.startswith((".", "-"))
+    )
+
+
+def resolve_base_model(name: str, model_roots: list[Path]) -> Path | None:
+    """A folder inside a model root (symlinks resolved), or None when `name` is a hub id that
+    names no such folder. Raises PathRefused for anything that would reach outside the roots."""
+    if "\x00" in name:
+        raise PathRefused("must not contain NUL bytes")
+    candidate = Path(name)
+    candidates = [candidate] if candidate.is_absolute() else [root / candidate for root in model_roots]
+    for path in candidates:
+        resolved = path.resolve()
+        if not any(resolved.is_relative_to(root) for root in model_roots):
+            if candidate.is_absolute() or path.exists():
+                raise PathRefused("must be a hub id or a folder inside one of the server's model roots")
+            continue
+        if resolved.is_dir():
+            return resolved
+    if candidate.is_absolute():
+        raise PathRefused("no such model folder inside the server's model roots")
+    if is_hub_id(name):
+        return None
+    raise PathRefused("is neither a hub id (org/name) nor a folder inside one of the server's model roots")
+
+
+def check_output_name(name: str) -> None:
+    """A relative folder name: no absolute path, no '..', no NUL."""
+    if "\x00" in name:
+        raise PathRefused("must not contain NUL bytes")
+    path = Path(name)
+    if path.is_absolute() or name.startswith(("/", "\\")):
+        raise PathRefused("must be a relative folder name, not an absolute path")
+    if any(part == ".." for part in path.parts) or "\\" in name:
+        raise PathRefused("must not contain '..' or backslashes")
+    if not path.parts or name.strip() in ("", "."):
+        raise PathRefused("must name a folder")
+
+
+def job_output_dir(jobs_dir: Path, output_name: str | None, job_id: int) -> Path:
+    name = output_name or f"job-{job_id}"
+    check_output_name(name)
+    return jobs_dir / name

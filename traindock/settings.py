@@ -1,0 +1,75 @@
+"""The one place settings are read. Every setting has the TRAINDOCK_ prefix."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRAINDOCK_", extra="ignore")
+
+    data_dir: Path = Field(
+        Path(".traindock"),
+        description="Data root: SQLite database, broker folder, datasets and job outputs.",
+    )
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL. Default: SQLite at <data_dir>/traindock.db."
+    )
+    broker_url: str | None = Field(
+        None, description="Celery broker URL. Default: filesystem broker in <data_dir>/broker."
+    )
+    model_roots: list[Path] | None = Field(
+        None, description="Folders local base models may be loaded from. Default: <data_dir>/models."
+    )
+    max_upload_bytes: int = Field(512 * 1024 * 1024, description="Largest dataset upload accepted.")
+    default_queue: str = Field("gpu", description="Queue a job goes to when its spec names none.")
+    heartbeat_interval_s: float = Field(5.0, description="How often a running job's heartbeat is written.")
+    broker_polling_interval_s: float = Field(
+        0.1, description="Filesystem broker polling interval (embedded backend only)."
+    )
+
+    @property
+    def root(self) -> Path:
+        return self.data_dir.resolve()
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.root / 'traindock.db'}"
+
+    @property
+    def effective_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def uses_filesystem_broker(self) -> bool:
+        return self.effective_broker_url.startswith("filesystem://")
+
+    @property
+    def broker_folder(self) -> Path:
+        return self.root / "broker"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.root / "datasets"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.root / "jobs"
+
+    @property
+    def effective_model_roots(self) -> list[Path]:
+        return [p.resolve() for p in (self.model_roots or [self.root / "models"])]
+
+    def ensure_dirs(self) -> None:
+        for path in (self.root, self.datasets_dir, self.jobs_dir, *self.effective_model_roots):
+            path.mkdir(parents=True, exist_ok=True)
+        if self.uses_filesystem_broker:
+            for sub in ("queue", "processed", "control"):
+                (self.broker_folder / sub).mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
