@@ -89,6 +89,8 @@ class Run(TimestampMixin, Base):
     finished_at: Mapped[datetime | None]
     exit_code: Mapped[int | None]
     error: Mapped[dict[str, Any] | None]
+    # The attempt continues from this job's checkpoint-<resume_step> (None: from the start).
+    resume_step: Mapped[int | None]
 
     job: Mapped[Job] = relationship(back_populates="runs")
 
