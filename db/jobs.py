@@ -73,6 +73,7 @@ def set_job_status(
 ) -> None:
     previous = job.status
     job.status = status
+    job.updated_at = utcnow()
     if status == JobStatus.RUNNING and job.started_at is None:
         job.started_at = utcnow()
     if status in FINISHED_JOB_STATES:
@@ -89,3 +90,7 @@ def set_progress(session: Session, job_id: int, progress: dict[str, Any]) -> Non
 
 def set_result(session: Session, job_id: int, result: dict[str, Any]) -> None:
     session.execute(update(Job).where(Job.id == job_id).values(result=result, updated_at=utcnow()))
+
+
+def get_status(session: Session, job_id: int) -> str | None:
+    return session.scalar(select(Job.status).where(Job.id == job_id))

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from db.models import MetricPoint, utcnow
@@ -22,6 +22,18 @@ def record_metrics(
            update=["run_id", "epoch", "value", "created_at"])
 
 
+def cursor_of(point: MetricPoint) -> str:
+    return f"{point.step}:{point.name}"
+
+
+def parse_cursor(cursor: str | None) -> tuple[int, str] | None:
+    """'<step>:<name>' of the last point seen; anything else starts from the beginning."""
+    if not cursor:
+        return None
+    step, _, name = cursor.partition(":")
+    return (int(step), name) if step.isdigit() else None
+
+
 def list_metrics(
     session: Session,
     job_id: int,
@@ -29,10 +41,10 @@ def list_metrics(
     names: list[str] | None = None,
     min_step: int | None = None,
     max_step: int | None = None,
-    after: int | None = None,
+    after: tuple[int, str] | None = None,
     limit: int = 1000,
 ) -> list[MetricPoint]:
-    """Ordered by step, then name; `after` is the id-free cursor position (offset in the order)."""
+    """Ordered by step, then name; `after` is the (step, name) of the last point seen."""
     query = select(MetricPoint).where(MetricPoint.job_id == job_id)
     if names:
         query = query.where(MetricPoint.name.in_(names))
@@ -40,7 +52,12 @@ def list_metrics(
         query = query.where(MetricPoint.step >= min_step)
     if max_step is not None:
         query = query.where(MetricPoint.step <= max_step)
-    query = query.order_by(MetricPoint.step, MetricPoint.name).offset(after or 0).limit(limit)
+    if after is not None:
+        step, name = after
+        query = query.where(
+            or_(MetricPoint.step > step, and_(MetricPoint.step == step, MetricPoint.name > name))
+        )
+    query = query.order_by(MetricPoint.step, MetricPoint.name).limit(limit)
     return list(session.scalars(query))
 
 

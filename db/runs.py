@@ -86,3 +86,11 @@ def finish_run(
 
 def latest_run(session: Session, job_id: int) -> Run | None:
     return session.scalar(select(Run).where(Run.job_id == job_id).order_by(Run.attempt.desc()).limit(1))
+
+
+def cancel_if_queued(session: Session, run_id: int) -> bool:
+    """queued -> cancelled, atomically; False when a worker claimed the run first."""
+    return bool(session.execute(
+        update(Run).where(Run.id == run_id, Run.status == RunStatus.QUEUED)
+        .values(status=RunStatus.CANCELLED, finished_at=utcnow(), updated_at=utcnow())
+    ).rowcount)

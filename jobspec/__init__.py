@@ -1,5 +1,7 @@
 """The job-spec contract shared by the API and the worker. Imports only pydantic (and the stdlib)."""
 
+from jobspec.advice import tuning_warnings
+from jobspec.estimate import estimate, split_problems, split_sizes
 from jobspec.model import (
     DataSpec,
     JobSpec,
@@ -8,5 +10,28 @@ from jobspec.model import (
     ResumeFrom,
     TrainingSpec,
 )
+from jobspec.resume import RESUME_OVERRIDABLE_FIELDS, ResumeOverrideError, apply_resume_overrides
+from jobspec.rules import spec_problems
+from jobspec.schema import job_spec_json_schema
+from jobspec.suggest import explain_unknown_fields
+from jobspec.training_args import training_arguments
 
-__all__ = ["DataSpec", "JobSpec", "LoraSpec", "ResourcesSpec", "ResumeFrom", "TrainingSpec"]
+__all__ = [
+    "RESUME_OVERRIDABLE_FIELDS",
+    "DataSpec",
+    "JobSpec",
+    "LoraSpec",
+    "ResourcesSpec",
+    "ResumeFrom",
+    "ResumeOverrideError",
+    "TrainingSpec",
+    "apply_resume_overrides",
+    "estimate",
+    "explain_unknown_fields",
+    "job_spec_json_schema",
+    "spec_problems",
+    "split_problems",
+    "split_sizes",
+    "training_arguments",
+    "tuning_warnings",
+]

@@ -7,8 +7,10 @@ Cross-field rules live in jobspec/rules.py.
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
+from jobspec.aliases import RENAMED, validate_with_aliases
 from jobspec.choices import LR_SCHEDULERS, OPTIMIZERS
 
 Strategy = Literal["no", "steps", "epoch"]
@@ -48,7 +50,14 @@ class LoraSpec(SpecModel):
 
 
 class TrainingSpec(SpecModel):
-    """The TrainingArguments subset, named as TrainingArguments names it."""
+    """The TrainingArguments subset, named as TrainingArguments names it. The parameter document's
+    names are accepted and stored under these names: evaluation_strategy (eval_strategy), optimizer
+    (optim), lr_scheduler (lr_scheduler_type), micro_batch_size (per_device_train_batch_size),
+    warmup_ratio (warmup_steps below 1); save_safetensors may only be true (always the case)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"x-aliases": {**RENAMED, "warmup_ratio": "warmup_steps"}},
+    )
 
     num_train_epochs: float = Field(
         3.0, gt=0, le=10000,
@@ -125,12 +134,10 @@ class TrainingSpec(SpecModel):
         False, description="Halve the batch size on out-of-memory and retry."
     )
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _rename_aliases(cls, data: Any) -> Any:
-        from jobspec.aliases import normalize_training_aliases
-
-        return normalize_training_aliases(data)
+    def _rename_aliases(cls, data: Any, handler: ModelWrapValidatorHandler["TrainingSpec"]) -> "TrainingSpec":
+        return validate_with_aliases(cls.__name__, data, handler)
 
 
 class ResumeFrom(SpecModel):
@@ -168,3 +175,14 @@ class JobSpec(SpecModel):
         None, description="Start from a checkpoint of an earlier job (by job id and step, never a path)."
     )
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Where and how the job runs.")
+
+    @field_validator("resume_from_checkpoint", mode="before")
+    @classmethod
+    def _no_checkpoint_path(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise PydanticCustomError(
+                "checkpoint_path_refused",
+                'resume_from_checkpoint takes an earlier job, {"job_id": 12, "step": 500} (step optional), '
+                "never a path",
+            )
+        return value

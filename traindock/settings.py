@@ -23,9 +23,15 @@ class Settings(BaseSettings):
     model_roots: list[Path] | None = Field(
         None, description="Folders local base models may be loaded from. Default: <data_dir>/models."
     )
+    api_url: str = Field(
+        "http://127.0.0.1:8000", description="Where the CLI's client commands find the API."
+    )
     max_upload_bytes: int = Field(512 * 1024 * 1024, description="Largest dataset upload accepted.")
     default_queue: str = Field("gpu", description="Queue a job goes to when its spec names none.")
     heartbeat_interval_s: float = Field(5.0, description="How often a running job's heartbeat is written.")
+    cancel_grace_s: float = Field(
+        60.0, description="How long a cancelled job may take to checkpoint and exit before it is killed."
+    )
     broker_polling_interval_s: float = Field(
         0.1, description="Filesystem broker polling interval (embedded backend only)."
     )

@@ -1,0 +1,1 @@
+"""The REST API. Never imports torch, transformers or peft: it starts fast on machines without GPUs."""

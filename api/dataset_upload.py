@@ -1,0 +1,82 @@
+"""Checks an uploaded JSONL file line by line while copying it to disk, and detects its format.
+Nothing is kept unless every line is good."""
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from jobspec.dataset_rows import RowError, row_format
+
+CHUNK = 1 << 20
+
+
+class UploadRejected(Exception):
+    def __init__(self, status_code: int, message: str, line: int | None = None):
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+        self.line = line
+
+
+@dataclass
+class CheckedUpload:
+    path: Path
+    rows: int
+    bytes: int
+    sha256: str
+    format: str
+
+
+def _lines(source: BinaryIO):
+    """Each line with its newline, exactly as uploaded."""
+    pending = b""
+    while chunk := source.read(CHUNK):
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line + b"\n"
+    if pending:
+        yield pending
+
+
+def check_and_store(source: BinaryIO, folder: Path, max_bytes: int) -> CheckedUpload:
+    """Copy `source` into a temporary file in `folder`, checking each line. Raises UploadRejected
+    (and removes the partial file) on the first problem."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"upload-{uuid.uuid4().hex}.part"
+    digest = hashlib.sha256()
+    size = rows = 0
+    detected: str | None = None
+    try:
+        with target.open("wb") as out:
+            for number, raw in enumerate(_lines(source), start=1):
+                size += len(raw)
+                if size > max_bytes:
+                    raise UploadRejected(413, f"the file is larger than the limit of {max_bytes} bytes")
+                digest.update(raw)
+                out.write(raw)
+                line = raw.strip()
+                if not line:
+                    continue
+                try:
+                    fmt = row_format(json.loads(line.decode("utf-8")))
+                except UnicodeDecodeError:
+                    raise UploadRejected(422, "not valid UTF-8", number) from None
+                except json.JSONDecodeError as exc:
+                    raise UploadRejected(422, f"invalid JSON: {exc.msg} at column {exc.colno}", number) from None
+                except RowError as exc:
+                    raise UploadRejected(422, str(exc), number) from None
+                if detected is None:
+                    detected = fmt
+                elif fmt != detected:
+                    raise UploadRejected(422, f"a {fmt} row in a file whose rows are {detected}", number)
+                rows += 1
+        if rows == 0:
+            raise UploadRejected(422, "the file has no rows")
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return CheckedUpload(target, rows, size, digest.hexdigest(), detected)

@@ -1,0 +1,80 @@
+"""Submitting a job: validate against the server, store it, then queue it after the commit."""
+
+import hashlib
+import json
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from api.errors import conflict, problem, unprocessable
+from api.job_checks import server_problems
+from api.queue import send_run
+from db import jobs as queries
+from db.events import add_event
+from db.models import Job
+from db.runs import finish_run, get_run
+from db.status import RunStatus
+from jobspec import JobSpec, spec_problems
+from traindock.settings import Settings
+
+
+def request_hash(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def all_problems(session: Session, settings: Settings, spec: JobSpec) -> list[dict[str, Any]]:
+    problems, _ = server_problems(session, settings, spec)
+    return [problem(("body", *p["loc"]), p["msg"], p["type"]) for p in spec_problems(spec) + problems]
+
+
+def submit_job(
+    session: Session, settings: Settings, spec: JobSpec, body_hash: str, idempotency_key: str | None
+) -> tuple[Job, bool]:
+    """The job and whether it was created now (False: an earlier request with the same key)."""
+    if idempotency_key:
+        earlier = queries.get_job_by_idempotency_key(session, idempotency_key)
+        if earlier is not None:
+            return _same_request(earlier, body_hash), False
+    if problems := all_problems(session, settings, spec):
+        raise unprocessable(problems)
+    queue = spec.resources.queue or settings.default_queue
+    try:
+        job, run = queries.create_job(
+            session, spec=spec.model_dump(mode="json"), dataset_id=spec.dataset_id, queue=queue,
+            name=spec.name, idempotency_key=idempotency_key, request_hash=body_hash,
+        )
+        # The stored spec names its folder, so the worker never has to invent it.
+        stored = spec.model_copy(update={"output_dir": spec.output_dir or f"job-{job.id}"})
+        job.spec = stored.model_dump(mode="json")
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        earlier = queries.get_job_by_idempotency_key(session, idempotency_key) if idempotency_key else None
+        if earlier is None:
+            raise
+        return _same_request(earlier, body_hash), False
+    enqueue(session, job, run.id)
+    return job, True
+
+
+def _same_request(job: Job, body_hash: str) -> Job:
+    if job.request_hash != body_hash:
+        raise conflict("Idempotency-Key was already used with a different request body")
+    return job
+
+
+def enqueue(session: Session, job: Job, run_id: int) -> None:
+    """Send the run after its rows are committed; a broker failure fails the job visibly."""
+    try:
+        send_run(run_id, job.queue)
+    except Exception as exc:  # any broker/connection error
+        run = get_run(session, run_id)
+        finish_run(
+            session, run, RunStatus.FAILED, "could not hand the job to the broker",
+            error={"code": "broker_unavailable", "message": f"{type(exc).__name__}: {exc}"},
+        )
+        session.commit()
+        return
+    add_event(session, job.id, "queued", f"sent to queue '{job.queue}'", run_id=run_id)
+    session.commit()

@@ -1,0 +1,20 @@
+"""Cursor pagination: a page of items and the cursor that fetches the next page."""
+
+from typing import Annotated, Generic, TypeVar
+
+from fastapi import Query
+from pydantic import BaseModel
+
+T = TypeVar("T")
+
+LimitQuery = Annotated[int, Query(ge=1, le=500, description="Items per page.")]
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None
+
+
+def next_cursor(items: list, limit: int, key) -> str | None:
+    """The cursor after a full page; None when this page is the last."""
+    return str(key(items[-1])) if len(items) == limit else None

@@ -1,0 +1,111 @@
+"""Dataset uploads (JSONL), listing, lookup and deletion."""
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, File, Query, Request, Response, UploadFile
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+
+from api.dataset_upload import UploadRejected, check_and_store
+from api.deps import SessionDep, SettingsDep
+from api.errors import conflict, not_found
+from api.pagination import LimitQuery, Page, next_cursor
+from db import datasets as queries
+
+router = APIRouter(prefix="/datasets", tags=["datasets"])
+
+
+class DatasetOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    filename: str
+    format: str
+    rows: int
+    bytes: int
+    sha256: str
+    created_at: datetime
+
+
+class UploadError(BaseModel):
+    detail: list[dict]
+
+
+@router.post(
+    "", status_code=201, response_model=DatasetOut,
+    responses={413: {"description": "File larger than the upload limit"},
+               422: {"model": UploadError, "description": "A line that is not a valid row"}},
+)
+def upload_dataset(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
+    file: Annotated[UploadFile, File(description="JSONL: alpaca, chat or text rows, one per line.")],
+):
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + 64 * 1024:
+        return _rejected(UploadRejected(413, f"the file is larger than the limit of {settings.max_upload_bytes} bytes"))
+    try:
+        checked = check_and_store(file.file, settings.datasets_dir, settings.max_upload_bytes)
+    except UploadRejected as rejected:
+        return _rejected(rejected)
+    try:
+        dataset = queries.add_dataset(
+            session, filename=Path(file.filename or "dataset.jsonl").name[:255], path="",
+            format=checked.format, rows=checked.rows, bytes=checked.bytes, sha256=checked.sha256,
+        )
+        final = settings.datasets_dir / f"{dataset.id}.jsonl"
+        checked.path.rename(final)
+        dataset.path = str(final)
+        session.commit()
+    except BaseException:
+        checked.path.unlink(missing_ok=True)
+        raise
+    response.headers["Location"] = f"/datasets/{dataset.id}"
+    return dataset
+
+
+def _rejected(rejected: UploadRejected) -> JSONResponse:
+    if rejected.status_code == 413:
+        return JSONResponse(status_code=413, content={"detail": rejected.message})
+    loc = ["body", "file"] + ([f"line {rejected.line}"] if rejected.line else [])
+    msg = f"line {rejected.line}: {rejected.message}" if rejected.line else rejected.message
+    return JSONResponse(
+        status_code=422,
+        content={"detail": [{"loc": loc, "msg": msg, "type": "dataset_row", "line": rejected.line}]},
+    )
+
+
+@router.get("", response_model=Page[DatasetOut])
+def list_datasets(
+    session: SessionDep,
+    cursor: Annotated[int | None, Query(description="next_cursor of the previous page")] = None,
+    limit: LimitQuery = 50,
+):
+    items = queries.list_datasets(session, before=cursor, limit=limit)
+    return Page(items=items, next_cursor=next_cursor(items, limit, lambda d: d.id))
+
+
+@router.get("/{dataset_id}", response_model=DatasetOut)
+def get_dataset(dataset_id: int, session: SessionDep):
+    dataset = queries.get_dataset(session, dataset_id)
+    if dataset is None:
+        raise not_found("dataset", dataset_id)
+    return dataset
+
+
+@router.delete("/{dataset_id}", status_code=204, responses={409: {"description": "In use by an active job"}})
+def delete_dataset(dataset_id: int, session: SessionDep):
+    dataset = queries.get_dataset(session, dataset_id)
+    if dataset is None:
+        raise not_found("dataset", dataset_id)
+    if queries.dataset_in_use(session, dataset_id):
+        raise conflict(f"dataset {dataset_id} is used by a queued or running job")
+    path = Path(dataset.path)
+    session.delete(dataset)
+    session.commit()
+    path.unlink(missing_ok=True)
+    return Response(status_code=204)

@@ -1,0 +1,31 @@
+"""Liveness of the API's dependencies: the database and the broker."""
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from api.deps import SettingsDep
+from api.queue import broker_reachable
+from db.engine import get_engine
+
+router = APIRouter(tags=["health"])
+
+
+def _check(probe) -> str:
+    try:
+        return "ok" if probe() else "unavailable"
+    except Exception as exc:  # report any failure of the dependency, never raise
+        return f"unavailable: {type(exc).__name__}"
+
+
+def _database_ok() -> bool:
+    with get_engine().connect() as connection:
+        connection.execute(text("SELECT 1"))
+    return True
+
+
+@router.get("/health", responses={503: {"description": "The database or the broker is unavailable"}})
+def health(settings: SettingsDep):
+    checks = {"database": _check(_database_ok), "broker": _check(lambda: broker_reachable(settings))}
+    healthy = all(value == "ok" for value in checks.values())
+    return JSONResponse(status_code=200 if healthy else 503, content={"status": "ok" if healthy else "degraded", **checks})

@@ -1,0 +1,134 @@
+"""Jobs: submit, dry-run validation, list, show, events, metrics, checkpoints."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Query, Request, Response
+from pydantic import ValidationError
+
+from api.deps import SessionDep, SettingsDep
+from api.errors import not_found
+from api.job_control import cancel_job
+from api.job_service import all_problems, request_hash, submit_job
+from api.pagination import LimitQuery, Page, next_cursor
+from api.schemas import CheckpointOut, EventOut, JobOut, MetricPointOut, ValidationReport
+from db import checkpoints as checkpoint_queries
+from db import events as event_queries
+from db import jobs as queries
+from db import metrics as metric_queries
+from db.datasets import get_dataset
+from db.models import Job
+from db.status import JobStatus
+from jobspec import JobSpec, estimate, explain_unknown_fields, tuning_warnings
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", max_length=255,
+           description="Same key and body return the first job; same key, other body: 409."),
+]
+
+
+def _job_or_404(session, job_id: int) -> Job:
+    job = queries.get_job(session, job_id)
+    if job is None:
+        raise not_found("job", job_id)
+    return job
+
+
+@router.post("", status_code=201, response_model=JobOut,
+             responses={200: {"model": JobOut, "description": "Replay of an earlier request with the same Idempotency-Key"},
+                        409: {"description": "Idempotency-Key reused with a different body"}})
+def create_job(
+    spec: JobSpec, request: Request, response: Response, session: SessionDep, settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+):
+    body = spec.model_dump(mode="json")
+    job, created = submit_job(session, settings, spec, request_hash(body), idempotency_key)
+    if not created:
+        response.status_code = 200
+    response.headers["Location"] = f"/jobs/{job.id}"
+    return job
+
+
+@router.post("/validate", response_model=ValidationReport)
+def validate_job(
+    session: SessionDep, settings: SettingsDep,
+    body: Annotated[dict[str, Any], Body(description="A job spec, as for POST /jobs.")],
+):
+    """Dry run: the normalized spec, the errors POST /jobs would give, tuning warnings and
+    estimates from the dataset's row count. Nothing is stored."""
+    try:
+        spec = JobSpec.model_validate(body)
+    except ValidationError as invalid:
+        errors = explain_unknown_fields(
+            [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in invalid.errors()]
+        )
+        return ValidationReport(valid=False, spec=None, errors=errors, warnings=[], estimates=None)
+    errors = all_problems(session, settings, spec)
+    dataset = get_dataset(session, spec.dataset_id)
+    return ValidationReport(
+        valid=not errors,
+        spec=spec.model_dump(mode="json"),
+        errors=errors,
+        warnings=tuning_warnings(spec),
+        estimates=estimate(spec, dataset.rows) if dataset else None,
+    )
+
+
+@router.get("", response_model=Page[JobOut])
+def list_jobs(
+    session: SessionDep,
+    status: Annotated[list[JobStatus] | None, Query(description="Only jobs in these states.")] = None,
+    cursor: Annotated[int | None, Query(description="next_cursor of the previous page")] = None,
+    limit: LimitQuery = 50,
+):
+    items = queries.list_jobs(session, statuses=status, before=cursor, limit=limit)
+    return Page(items=items, next_cursor=next_cursor(items, limit, lambda job: job.id))
+
+
+@router.get("/{job_id}", response_model=JobOut)
+def get_job(job_id: int, session: SessionDep):
+    return _job_or_404(session, job_id)
+
+
+@router.get("/{job_id}/events", response_model=Page[EventOut])
+def list_events(
+    job_id: int, session: SessionDep,
+    cursor: Annotated[int | None, Query(description="next_cursor of the previous page")] = None,
+    limit: LimitQuery = 100,
+):
+    _job_or_404(session, job_id)
+    items = event_queries.list_events(session, job_id, after=cursor, limit=limit)
+    return Page(items=items, next_cursor=next_cursor(items, limit, lambda event: event.id))
+
+
+@router.get("/{job_id}/metrics", response_model=Page[MetricPointOut])
+def list_metrics(
+    job_id: int, session: SessionDep,
+    name: Annotated[list[str] | None, Query(description="Only these metric names (repeatable).")] = None,
+    min_step: Annotated[int | None, Query(ge=0)] = None,
+    max_step: Annotated[int | None, Query(ge=0)] = None,
+    cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")] = None,
+    limit: LimitQuery = 500,
+):
+    _job_or_404(session, job_id)
+    items = metric_queries.list_metrics(
+        session, job_id, names=name, min_step=min_step, max_step=max_step,
+        after=metric_queries.parse_cursor(cursor), limit=limit,
+    )
+    return Page(items=items, next_cursor=next_cursor(items, limit, metric_queries.cursor_of))
+
+
+@router.get("/{job_id}/checkpoints", response_model=list[CheckpointOut])
+def list_checkpoints(job_id: int, session: SessionDep):
+    _job_or_404(session, job_id)
+    return checkpoint_queries.list_checkpoints(session, job_id)
+
+
+@router.post("/{job_id}/cancel", response_model=JobOut,
+             responses={409: {"description": "The job already finished"}})
+def cancel(job_id: int, session: SessionDep):
+    """Queued: cancelled at once, never trains. Running: `cancelling`; the worker writes a
+    checkpoint of the current step, stops and frees the GPU, then `cancelled`. Idempotent."""
+    return cancel_job(session, _job_or_404(session, job_id))

@@ -1,0 +1,11 @@
+from fastapi import APIRouter
+
+from jobspec import job_spec_json_schema
+
+router = APIRouter(tags=["schema"])
+
+
+@router.get("/schema/job-spec")
+def job_spec_schema() -> dict:
+    """The JSON Schema of a job spec."""
+    return job_spec_json_schema()

@@ -1,0 +1,77 @@
+"""Response models of jobs and what hangs off them (runs, events, metrics, checkpoints)."""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ORMModel(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class RunOut(ORMModel):
+    attempt: int
+    status: str
+    worker: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    resume_step: int | None
+    exit_code: int | None
+    error: dict[str, Any] | None
+
+
+class JobOut(ORMModel):
+    id: int
+    name: str | None
+    status: str
+    queue: str
+    dataset_id: int | None
+    spec: dict[str, Any] = Field(description="The normalized spec, as the worker receives it.")
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    progress: dict[str, Any] | None
+    result: dict[str, Any] | None
+    error: dict[str, Any] | None
+    attempts: list[RunOut] = Field(validation_alias="runs")
+
+
+class EventOut(ORMModel):
+    id: int
+    type: str
+    message: str
+    data: dict[str, Any] | None
+    created_at: datetime
+
+
+class MetricPointOut(ORMModel):
+    step: int
+    epoch: float | None
+    name: str
+    value: float
+    created_at: datetime = Field(serialization_alias="time")
+
+
+class CheckpointOut(ORMModel):
+    step: int
+    path: str
+    created_at: datetime = Field(serialization_alias="time")
+    metrics: dict[str, Any] | None
+    is_best: bool
+    deleted: bool
+
+
+class Warning(BaseModel):
+    field: str
+    msg: str
+
+
+class ValidationReport(BaseModel):
+    valid: bool
+    spec: dict[str, Any] | None = Field(description="The normalized spec (when it parses).")
+    errors: list[dict[str, Any]] = Field(description="Problems that would make POST /jobs answer 422.")
+    warnings: list[Warning] = Field(description="Advice from the tuning tips; never rejects.")
+    estimates: dict[str, Any] | None = Field(description="Rows, batch and step counts for the dataset.")

@@ -1,0 +1,38 @@
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+
+ALPACA_ROWS = [
+    {"instruction": f"Add {i} and {i + 1}.", "input": "", "output": str(2 * i + 1)} for i in range(20)
+]
+
+
+def jsonl(rows) -> bytes:
+    return "".join(json.dumps(row) + "\n" for row in rows).encode()
+
+
+@pytest.fixture
+def client(backend):
+    with TestClient(create_app()) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def dataset(client) -> dict:
+    response = client.post("/datasets", files={"file": ("alpaca.jsonl", jsonl(ALPACA_ROWS))})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def make_spec(dataset_id: int, **overrides) -> dict:
+    spec = {"base_model": "acme/tiny-llama", "dataset_id": dataset_id,
+            "training": {"max_steps": 4, "logging_steps": 1}}
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(spec.get(key), dict):
+            spec[key] = {**spec[key], **value}
+        else:
+            spec[key] = value
+    return spec

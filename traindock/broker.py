@@ -1,0 +1,42 @@
+"""The Celery app as both sides configure it. The API uses it only to send tasks by name; the
+worker registers the tasks on it (worker/celery_app.py). No worker code is imported here."""
+
+from celery import Celery
+
+from traindock.settings import Settings
+
+RUN_JOB_TASK = "traindock.run_job"
+
+
+def run_task_id(run_id: int) -> str:
+    """A run's Celery task id is derived from it, so a queued run can be revoked by id."""
+    return f"run-{run_id}"
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("traindock", broker=settings.effective_broker_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        result_backend=None,
+        # Long GPU jobs: acknowledge on receipt (late acks + the Redis visibility timeout would
+        # deliver a long job again while it runs), reserve nothing extra, one job per worker.
+        task_acks_late=False,
+        worker_prefetch_multiplier=1,
+        worker_disable_prefetch=True,
+        worker_concurrency=1,
+        task_default_queue=settings.default_queue,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    if settings.uses_filesystem_broker:
+        folder = settings.broker_folder
+        app.conf.broker_transport_options = {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "control_folder": str(folder / "control"),
+            "processed_folder": str(folder / "processed"),
+            "polling_interval": settings.broker_polling_interval_s,
+        }
+    return app

@@ -1,0 +1,1 @@
+"""The GPU worker: Celery tasks that supervise a training process per run."""

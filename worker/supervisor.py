@@ -1,0 +1,119 @@
+"""Supervises one run: claims it, starts the training process, beats, relays a cancel, and turns
+the process's exit into the run's outcome. Training never happens in the Celery process itself:
+a fresh interpreter returns all GPU memory when it exits, and a hard kill of it never takes the
+worker down."""
+
+import ctypes
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from db.checkpoints import list_checkpoints
+from db.engine import session_scope
+from db.events import add_event
+from db.jobs import get_status
+from db.runs import beat, claim_run, finish_run, get_run, set_pid
+from db.status import JobStatus, RunStatus
+from traindock.settings import get_settings
+from worker.errors import EXIT_STOPPED
+
+POLL_S = 0.5
+TRACEBACK_LINES = 40
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Linux: the training process gets SIGKILL if its supervisor dies, so an orphan never keeps
+    training (and holding the GPU) beside a restarted attempt."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def supervise(run_id: int, worker_name: str) -> str:
+    settings = get_settings()
+    with session_scope() as session:
+        run = claim_run(session, run_id, worker_name)
+        if run is None:
+            return "ignored"
+        job_id, attempt = run.job_id, run.attempt
+    log_path = settings.root / "logs" / f"job-{job_id}" / f"attempt-{attempt}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "worker.train", "--run-id", str(run_id)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
+    with session_scope() as session:
+        set_pid(session, run_id, process.pid)
+        add_event(session, job_id, "process_started", f"training process {process.pid} started",
+                  run_id=run_id, data={"pid": process.pid, "log": str(log_path), "attempt": attempt})
+    stop_requested_at, killed = _watch(process, run_id, job_id, settings)
+    return _record_outcome(run_id, process.returncode, stop_requested_at, killed, log_path)
+
+
+def _watch(process: subprocess.Popen, run_id: int, job_id: int, settings) -> tuple[float | None, bool]:
+    """Wait for the process, beating and relaying a cancel. Returns (when a stop was asked, killed)."""
+    last_beat = time.monotonic()
+    stop_requested_at: float | None = None
+    while True:
+        try:
+            process.wait(timeout=POLL_S)
+            return stop_requested_at, False
+        except subprocess.TimeoutExpired:
+            pass
+        now = time.monotonic()
+        with session_scope() as session:
+            if now - last_beat >= settings.heartbeat_interval_s:
+                beat(session, run_id)
+                last_beat = now
+            cancelling = get_status(session, job_id) == JobStatus.CANCELLING
+        if cancelling and stop_requested_at is None:
+            process.send_signal(signal.SIGUSR1)
+            stop_requested_at = now
+            with session_scope() as session:
+                add_event(session, job_id, "stop_requested",
+                          "asked the training process to checkpoint and stop", run_id=run_id)
+        if stop_requested_at is not None and now - stop_requested_at > settings.cancel_grace_s:
+            process.kill()
+            process.wait()
+            return stop_requested_at, True
+
+
+def _record_outcome(run_id: int, code: int, stop_requested_at: float | None, killed: bool, log_path: Path) -> str:
+    with session_scope() as session:
+        run = get_run(session, run_id)
+        if killed:
+            finish_run(session, run, RunStatus.CANCELLED,
+                       "cancelled: the training process did not stop within the grace period and was "
+                       "killed; no final checkpoint was written", exit_code=code)
+        elif code == EXIT_STOPPED:
+            steps = [c.step for c in list_checkpoints(session, run.job_id) if not c.deleted]
+            step = max(steps) if steps else None
+            finish_run(session, run, RunStatus.CANCELLED,
+                       f"cancelled; checkpoint of step {step} written" if step else "cancelled",
+                       exit_code=code, data={"checkpoint_step": step})
+        elif code == 0:
+            message = "succeeded" if stop_requested_at is None else "succeeded: training finished before the stop took effect"
+            finish_run(session, run, RunStatus.SUCCEEDED, message, exit_code=code)
+        else:
+            error = run.error or {"code": "crashed", "message": _crash_message(code)}
+            finish_run(session, run, RunStatus.FAILED, f"failed: {error['message']}", exit_code=code, error=error)
+            add_event(session, run.job_id, "traceback", _tail(log_path), run_id=run_id)
+        return run.status
+
+
+def _crash_message(code: int) -> str:
+    if code < 0:
+        return f"the training process was killed by {signal.Signals(-code).name}"
+    return f"the training process exited with code {code}"
+
+
+def _tail(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError as exc:
+        return f"(log unreadable: {exc})"
+    return "\n".join(lines[-TRACEBACK_LINES:])
