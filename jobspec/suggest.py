@@ -61,12 +61,8 @@ def _suggestion(name: str, path: tuple) -> str:
 def _section_path(loc: tuple) -> tuple | None:
     """The section path of an extra field's loc, without FastAPI's "body" (or an embedded body name)."""
     parent = tuple(loc[:-1])
-    if parent[:1] == ("body",):
-        parent = parent[1:]
-    for candidate in (parent, parent[1:]):
-        if candidate in SECTIONS:
-            return candidate
-    return None
+    candidates = (parent[1:], parent[2:]) if parent[:1] == ("body",) else (parent,)
+    return next((c for c in candidates if c in SECTIONS), None)
 
 
 def explain_unknown_fields(errors: list[dict]) -> list[dict]:

@@ -28,7 +28,6 @@ def make_celery(settings: Settings) -> Celery:
         worker_concurrency=1,
         task_default_queue=settings.default_queue,
         broker_connection_retry_on_startup=True,
-        worker_hijack_root_logger=False,
     )
     if settings.uses_filesystem_broker:
         folder = settings.broker_folder

@@ -1,6 +1,7 @@
 """A tiny random-weight Llama with its own tokenizer, built offline in about a second: the base
 model of `traindock demo`, the tests and the benchmarks."""
 
+from importlib import resources
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -8,19 +9,20 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast,
 
 from worker.data import ALPACA_PROMPT, ALPACA_PROMPT_WITH_INPUT
 
-DEMO_DATASET = Path(__file__).resolve().parent.parent / "traindock" / "data" / "alpaca_demo.jsonl"
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>"]
 VOCAB_SIZE = 768
 CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}"
-    "{% if message['role'] == 'assistant' %}{{ eos_token }}{% endif %}\n{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>\\n' + message['content'] }}"
+    "{% if message['role'] == 'assistant' %}{{ eos_token }}{% endif %}{{ '\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}"
 )
 
 
 def training_corpus() -> list[str]:
     prompts = [ALPACA_PROMPT, ALPACA_PROMPT_WITH_INPUT, "<|system|>\n<|user|>\n<|assistant|>\n"]
-    return prompts + DEMO_DATASET.read_text(encoding="utf-8").splitlines()
+    demo = resources.files("traindock").joinpath("data/alpaca_demo.jsonl").read_text(encoding="utf-8")
+    return prompts + demo.splitlines()
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
@@ -64,7 +66,6 @@ def build_tiny_model(folder: Path, *, seed: int = 0) -> Path:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
-        attn_implementation="eager",
     )
     set_seed(seed)
     model = LlamaForCausalLM(config)

@@ -1,0 +1,30 @@
+# Two set-up commands for a fresh machine: `make run` (service, embedded backend) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU wheel on CI machines; on a GPU machine the same pin installs the CUDA build.
+TORCH ?= torch==2.13.0
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install run test demo bench
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet "$(TORCH)"
+	$(VENV)/bin/pip install --quiet -e ".[worker,test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(VENV)/bin/traindock up --host $(HOST) --port $(PORT)
+
+test: install
+	$(VENV)/bin/pytest -q
+
+demo: install
+	$(VENV)/bin/traindock demo
+
+bench: install
+	$(VENV)/bin/python bench/overhead.py

@@ -1,0 +1,104 @@
+"""End to end: the real API (in process), a real Celery worker process, the real training
+process and a real Trainer run on the tiny model, on both backends."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import reset_caches
+from tests.integration.conftest import jsonl
+
+FINISHED = {"succeeded", "failed", "cancelled"}
+
+
+@pytest.fixture(scope="session")
+def models_root(tmp_path_factory) -> Path:
+    from worker.tinymodel import build_tiny_model
+
+    root = tmp_path_factory.mktemp("models")
+    build_tiny_model(root / "tiny")
+    return root
+
+
+@pytest.fixture
+def stack(backend, models_root, monkeypatch, tmp_path):
+    """API client + one worker process sharing the backend's settings."""
+    monkeypatch.setenv("TRAINDOCK_MODEL_ROOTS", json.dumps([str(models_root)]))
+    monkeypatch.setenv("TRAINDOCK_HEARTBEAT_INTERVAL_S", "1")
+    reset_caches()
+    from api.app import create_app
+
+    worker = start_worker(tmp_path / "worker.log")
+    with TestClient(create_app()) as client:
+        client.worker = worker
+        client.backend = backend
+        yield client
+    stop_worker(worker)
+
+
+def start_worker(log_path: Path, name: str | None = None) -> subprocess.Popen:
+    log = log_path.open("wb")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "traindock.cli", "worker", "--loglevel", "info",
+         "--name", name or f"test-{uuid.uuid4().hex[:6]}@%h"],
+        env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
+    )
+    worker.log_path = log_path
+    deadline = time.monotonic() + 60
+    while b"ready." not in log_path.read_bytes():
+        assert worker.poll() is None, log_path.read_text()
+        assert time.monotonic() < deadline, "worker did not start:\n" + log_path.read_text()
+        time.sleep(0.1)
+    return worker
+
+
+def stop_worker(worker: subprocess.Popen) -> None:
+    if worker.poll() is None:
+        worker.terminate()
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+def upload(client, rows) -> int:
+    response = client.post("/datasets", files={"file": ("data.jsonl", jsonl(rows))})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def submit(client, spec: dict) -> dict:
+    response = client.post("/jobs", json=spec)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def wait_for(client, job_id: int, statuses=FINISHED, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/jobs/{job_id}").json()
+        if job["status"] in statuses:
+            return job
+        if time.monotonic() > deadline:
+            events = client.get(f"/jobs/{job_id}/events").json()["items"]
+            log = Path(client.worker.log_path).read_text()[-3000:]
+            pytest.fail(f"job {job_id} still {job['status']}; events: {events}\nworker log:\n{log}")
+        time.sleep(0.1)
+
+
+def all_metrics(client, job_id: int, *names: str) -> list[dict]:
+    points, cursor = [], None
+    while True:
+        params = [("name", n) for n in names] + ([("cursor", cursor)] if cursor else []) + [("limit", 500)]
+        page = client.get(f"/jobs/{job_id}/metrics", params=params).json()
+        points += page["items"]
+        if not (cursor := page["next_cursor"]):
+            return points

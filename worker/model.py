@@ -1,0 +1,70 @@
+"""The base model and tokenizer of a job, and the LoRA adapters or full fine-tuning on top."""
+
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+
+from jobspec.model import JobSpec
+from traindock.paths import PathRefused, resolve_base_model
+from worker.errors import BadModel, is_out_of_memory
+
+
+def model_source(base_model: str, model_roots: list[Path]) -> str:
+    """A folder inside a model root, or the hub id itself."""
+    try:
+        folder = resolve_base_model(base_model, model_roots)
+    except PathRefused as exc:
+        raise BadModel(f"base_model '{base_model}' {exc}") from None
+    if folder is None:
+        return base_model
+    if not (folder / "config.json").is_file():
+        raise BadModel(f"base_model '{base_model}': the folder {folder} has no config.json, so it is not a model")
+    return str(folder)
+
+
+def _load(what: str, base_model: str, load):
+    try:
+        return load()
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            raise
+        raise BadModel(
+            f"base_model '{base_model}': the {what} could not be loaded (a hub id must be in the "
+            f"local cache when the hub is unreachable): {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def load_tokenizer(source: str, base_model: str):
+    tokenizer = _load("tokenizer", base_model, lambda: AutoTokenizer.from_pretrained(source))
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise BadModel(f"base_model '{base_model}': the tokenizer has neither a pad nor an eos token")
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(source: str, base_model: str, spec: JobSpec) -> PreTrainedModel:
+    # Full fine-tuning keeps fp32 master weights (mixed precision autocasts from them); LoRA trains
+    # only the adapters, so the frozen base may stay in its stored dtype and half the memory.
+    dtype = torch.float32 if spec.method == "full" else "auto"
+    return _load("model", base_model, lambda: AutoModelForCausalLM.from_pretrained(source, dtype=dtype))
+
+
+def prepare_for_training(model: PreTrainedModel, spec: JobSpec):
+    """The model with LoRA adapters (method lora) or as is (method full)."""
+    if spec.method == "full":
+        return model
+    if spec.training.gradient_checkpointing:
+        # Checkpointed blocks of a frozen base would otherwise see inputs without grad.
+        model.enable_input_require_grads()
+    lora = spec.lora
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
