@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from db.datasets import get_dataset
 from db.models import Dataset, Job
-from jobspec import JobSpec, split_sizes
+from jobspec import JobSpec, split_problems
 from traindock.paths import PathRefused, check_output_name, resolve_base_model
 from traindock.settings import Settings
 
@@ -51,10 +51,5 @@ def server_problems(session: Session, settings: Settings, spec: JobSpec) -> tupl
             "loc": ("data", "format"), "type": "format_mismatch",
             "msg": f"dataset {dataset.id} holds {dataset.format} rows, not {spec.data.format}",
         })
-    train_rows, eval_rows = split_sizes(dataset.rows, spec.data.val_set_size)
-    if train_rows < 1:
-        problems.append({
-            "loc": ("data", "val_set_size"), "type": "split_too_large",
-            "msg": f"val_set_size {spec.data.val_set_size} leaves no training rows of the dataset's {dataset.rows}",
-        })
+    problems += split_problems(spec, dataset.rows)
     return problems, dataset

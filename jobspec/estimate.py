@@ -15,6 +15,8 @@ def split_sizes(rows: int, val_set_size: float) -> tuple[int, int]:
     (at least one row; rounded to 9 decimals first so 100 * 0.07 gives 7, not 8); from 1 it is a
     whole row count. Raises ValueError when no training row would be left or the count is not whole.
     """
+    if rows < 1:
+        raise ValueError("the dataset has no rows to train on")
     if val_set_size <= 0:
         eval_rows = 0
     elif val_set_size < 1:
@@ -24,10 +26,9 @@ def split_sizes(rows: int, val_set_size: float) -> tuple[int, int]:
     else:
         raise ValueError(f"val_set_size {val_set_size:g} is 1 or more, so a row count, and must be whole")
     if eval_rows >= rows:
-        what = f"{val_set_size:g} of" if val_set_size < 1 else f"{eval_rows} rows of"
         raise ValueError(
-            f"val_set_size holds out {what} a {rows}-row dataset ({eval_rows} rows), leaving nothing to "
-            f"train on: use a smaller fraction or a row count below {rows}"
+            f"val_set_size {val_set_size:g} holds out {eval_rows} of the dataset's {rows} rows, leaving "
+            f"none to train on: use a smaller fraction or a row count below {rows}"
         )
     return rows - eval_rows, eval_rows
 

@@ -18,6 +18,8 @@ SCHEDULERS_NEEDING_KWARGS = {
     "warmup_stable_decay": "num_decay_steps",
 }
 POLYNOMIAL_LR_END = 1e-7  # get_polynomial_decay_schedule_with_warmup's lr_end; lr must be above it
+# What Trainer.evaluate returns without a compute_metrics function (besides the epoch).
+EVALUATION_METRICS = ("loss", "runtime", "samples_per_second", "steps_per_second")
 # Step metrics TrainingArguments receives; above 1 they must be whole numbers.
 STEP_FIELDS = ("logging_steps", "eval_steps", "save_steps")
 
@@ -189,6 +191,22 @@ def _training_problems(t: TrainingSpec) -> list[dict]:
     return problems
 
 
+def _best_metric_problems(t: TrainingSpec) -> list[dict]:
+    """Evaluation here computes no custom metrics (no compute_metrics), so only what
+    Trainer.evaluate always returns can pick the best checkpoint; any other name would fail with
+    a KeyError at the first evaluation."""
+    name = t.metric_for_best_model
+    if name is None or name.removeprefix("eval_") in EVALUATION_METRICS:
+        return []
+    known = ", ".join(EVALUATION_METRICS)
+    return [_problem(
+        ("training", "metric_for_best_model"),
+        f"metric_for_best_model '{name}' is not computed by evaluation; choose one of {known} "
+        "(with or without 'eval_'); 'loss' is the usual choice",
+        "unknown_metric",
+    )]
+
+
 def _data_problems(spec: JobSpec) -> list[dict]:
     size = spec.data.val_set_size
     if size >= 1 and size != int(size):
@@ -226,5 +244,6 @@ def spec_problems(spec: JobSpec) -> list[dict]:
         *_steps_problems(t),
         *_evaluation_problems(spec),
         *_training_problems(t),
+        *_best_metric_problems(t),
         *_report_to_problems(t),
     ]

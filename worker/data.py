@@ -40,24 +40,25 @@ def read_rows(path: Path, fmt: str) -> list[dict[str, Any]]:
         raise BadDataset(f"unknown dataset format '{fmt}'")
     rows = []
     try:
-        with open(path, encoding="utf-8") as lines:
+        with open(path, "rb") as lines:
             for number, line in enumerate(lines, start=1):
-                if not line.strip():
-                    continue
-                rows.append(_parse_row(line, number, fmt))
+                if line.strip():
+                    rows.append(_parse_row(line, number, fmt))
     except FileNotFoundError:
         raise BadDataset(f"the dataset file {path} is missing; upload the dataset again") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise BadDataset(f"the dataset file {path} cannot be read: {exc}") from exc
     if not rows:
         raise BadDataset(f"the dataset file {path} has no rows")
     return rows
 
 
-def _parse_row(line: str, number: int, fmt: str) -> dict[str, Any]:
+def _parse_row(line: bytes, number: int, fmt: str) -> dict[str, Any]:
     try:
-        row = json.loads(line)
+        row = json.loads(line.decode("utf-8"))
         found = row_format(row)
+    except UnicodeDecodeError as exc:
+        raise BadDataset(f"line {number} is not valid UTF-8: {exc}") from None
     except json.JSONDecodeError as exc:
         raise BadDataset(f"line {number} is not valid JSON: {exc}") from None
     except RowError as exc:

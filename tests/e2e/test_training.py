@@ -41,7 +41,7 @@ def checkpoint_folders(job: dict, output_root: Path) -> set[int]:
 
 
 def test_lora_job_reports_progress_metrics_checkpoints_and_result(stack):
-    job = submit(stack, spec(upload(stack, DEMO_ROWS), name="lora"))
+    job = submit(stack, {**spec(upload(stack, DEMO_ROWS)), "name": "lora"})
     job = wait_for(stack, job["id"])
     assert job["status"] == "succeeded", job
     assert job["progress"]["step"] == job["progress"]["max_steps"] == 12
@@ -131,8 +131,11 @@ def test_duplicate_delivery_starts_no_second_training_process(stack, tmp_path):
 
 
 def _run_id(client, job_id: int) -> int:
-    events = client.get(f"/jobs/{job_id}/events").json()["items"]
-    return next(e for e in events if e["type"] == "status")["run_id"]
+    from db.engine import session_scope
+    from db.runs import latest_run
+
+    with session_scope() as session:
+        return latest_run(session, job_id).id
 
 
 def wait_until(condition, timeout: float = 60):

@@ -72,6 +72,9 @@ def test_document_aliases_are_stored_under_one_spelling(client, dataset):
     ({"output_dir": "/etc/passwd"}, ["body", "output_dir"], "relative"),
     ({"output_dir": "../escape"}, ["body", "output_dir"], ".."),
     ({"dataset_id": 999}, ["body", "dataset_id"], "no dataset"),
+    ({"data": {"val_set_size": 20}}, ["body", "data", "val_set_size"], "none to train on"),
+    ({"data": {"format": "chat"}}, ["body", "data", "format"], "holds alpaca rows"),
+    ({"output_dir": "job-12"}, ["body", "output_dir"], "reserved"),
     ({"base_model": "../../etc"}, ["body", "base_model"], "model root"),
 ])
 def test_invalid_specs_are_422_naming_the_field(client, backend, dataset, change, loc, fragment):
@@ -84,6 +87,14 @@ def test_invalid_specs_are_422_naming_the_field(client, backend, dataset, change
     assert {"loc", "msg", "type"} <= set(matching[0])
     assert client.get("/jobs").json()["items"] == []
     assert queued_messages(backend) == []
+
+
+def test_output_dir_belongs_to_one_job(client, dataset):
+    assert client.post("/jobs", json=make_spec(dataset["id"], output_dir="mine")).status_code == 201
+    again = client.post("/jobs", json=make_spec(dataset["id"], output_dir="mine"))
+    assert again.status_code == 422
+    assert again.json()["detail"][0]["loc"] == ["body", "output_dir"]
+    assert "belongs to job" in again.json()["detail"][0]["msg"]
 
 
 def test_idempotency_key_returns_the_first_job_or_409(client, backend, dataset):

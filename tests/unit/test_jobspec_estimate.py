@@ -28,7 +28,7 @@ def spec(data=None, resources=None, **training) -> JobSpec:
 def test_split_problems_for_the_api():
     [problem] = split_problems(spec(data={"val_set_size": 500}), 400)
     assert problem["loc"] == ("data", "val_set_size")
-    assert "400-row dataset" in problem["msg"] and "below 400" in problem["msg"]
+    assert "holds out 500 of the dataset's 400 rows" in problem["msg"] and "below 400" in problem["msg"]
     assert split_problems(spec(data={"val_set_size": 500}), 501) == []
 
 

@@ -195,3 +195,17 @@ def test_several_problems_at_once():
     found = problems(fp16=True, bf16=True, max_steps=0, push_to_hub=True, report_to="nope")
     assert set(found) == {("training", "bf16"), ("training", "max_steps"), ("training", "hub_model_id"),
                           ("training", "report_to")}
+
+
+def test_metric_for_best_model_must_be_one_evaluation_computes():
+    from jobspec import JobSpec, spec_problems
+
+    def problems(metric):
+        spec = JobSpec(base_model="org/m", dataset_id=1, data={"val_set_size": 0.1}, training={
+            "eval_strategy": "steps", "eval_steps": 10, "save_steps": 10,
+            "load_best_model_at_end": True, "metric_for_best_model": metric})
+        return [p for p in spec_problems(spec) if p["loc"] == ("training", "metric_for_best_model")]
+
+    assert problems("loss") == [] and problems("eval_loss") == [] and problems("eval_runtime") == []
+    [problem] = problems("accuracy")
+    assert "not computed by evaluation" in problem["msg"] and "loss" in problem["msg"]

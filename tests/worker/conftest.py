@@ -8,8 +8,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from db.datasets import add_dataset
 from db.engine import session_scope
 from db.jobs import create_job
@@ -72,16 +70,8 @@ def output_of(process: subprocess.CompletedProcess) -> str:
     return f"exit {process.returncode}\n--- stdout\n{process.stdout[-4000:]}\n--- stderr\n{process.stderr[-6000:]}"
 
 
-@pytest.fixture(scope="session")
-def tiny_model_template(tmp_path_factory) -> Path:
+def install_tiny_model(name: str = "tiny") -> Path:
+    """The tiny model in the current backend's model root (built in well under a second)."""
     from worker.tinymodel import build_tiny_model
 
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny")
-
-
-@pytest.fixture
-def tiny_model(backend, tiny_model_template) -> Path:
-    """The tiny model as `tiny` in the backend's model root."""
-    folder = get_settings().effective_model_roots[0] / "tiny"
-    folder.symlink_to(tiny_model_template, target_is_directory=True)
-    return folder
+    return build_tiny_model(get_settings().effective_model_roots[0] / name)
