@@ -5,7 +5,8 @@ from functools import lru_cache
 
 from celery import Celery
 
-from traindock.broker import RUN_JOB_TASK, make_celery, run_task_id
+from traindock import broker
+from traindock.broker import make_celery, run_task_id
 from traindock.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -16,10 +17,8 @@ def _producer() -> Celery:
     return make_celery(get_settings())
 
 
-def send_run(run_id: int, queue: str) -> str:
-    task_id = run_task_id(run_id)
-    _producer().send_task(RUN_JOB_TASK, args=[run_id], queue=queue, task_id=task_id)
-    return task_id
+def send_run(run_id: int, queue: str) -> None:
+    broker.send_run(_producer(), run_id, queue)
 
 
 def broker_reachable(settings: Settings) -> bool:

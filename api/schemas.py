@@ -13,6 +13,7 @@ class ORMModel(BaseModel):
 class RunOut(ORMModel):
     attempt: int
     status: str
+    reason: str
     worker: str | None
     started_at: datetime | None
     finished_at: datetime | None
@@ -37,6 +38,12 @@ class JobOut(ORMModel):
     result: dict[str, Any] | None
     error: dict[str, Any] | None
     attempts: list[RunOut] = Field(validation_alias="runs")
+
+
+class ResumedJob(JobOut):
+    model_config = ConfigDict(populate_by_name=True)
+
+    warnings: list[str] = Field(default_factory=list, description="E.g. when the resume will not be bit-exact.")
 
 
 class EventOut(ORMModel):

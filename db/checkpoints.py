@@ -1,6 +1,7 @@
 """Checkpoint rows: one per saved `checkpoint-<step>` folder; rotated-out folders stay listed as
 deleted, never as usable."""
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
@@ -47,3 +48,15 @@ def mark_best(session: Session, job_id: int, step: int | None) -> None:
 
 def list_checkpoints(session: Session, job_id: int) -> list[Checkpoint]:
     return list(session.scalars(select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.step)))
+
+
+def usable_checkpoint(session: Session, job_id: int, step: int | None = None) -> Checkpoint | None:
+    """The checkpoint at `step` (default: the latest) that is not deleted and whose folder is
+    still complete on disk."""
+    query = select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.deleted.is_(False))
+    if step is not None:
+        query = query.where(Checkpoint.step == step)
+    for checkpoint in session.scalars(query.order_by(Checkpoint.step.desc())):
+        if (Path(checkpoint.path) / "trainer_state.json").is_file():
+            return checkpoint
+    return None

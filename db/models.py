@@ -101,6 +101,8 @@ class Run(TimestampMixin, Base):
     finished_at: Mapped[datetime | None]
     exit_code: Mapped[int | None]
     error: Mapped[dict[str, Any] | None]
+    # Why this attempt exists: submitted, resumed (by a user) or restarted (after a lost worker).
+    reason: Mapped[str] = mapped_column(String(16), default="submitted")
     # The attempt continues from this job's checkpoint-<resume_step> (None: from the start).
     resume_step: Mapped[int | None]
 

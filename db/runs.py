@@ -1,9 +1,10 @@
 """Runs (attempts): the atomic claim, heartbeats and outcomes. The run row is the truth about
 a training attempt, not Celery's task state."""
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from db.events import add_event
@@ -94,3 +95,49 @@ def cancel_if_queued(session: Session, run_id: int) -> bool:
         update(Run).where(Run.id == run_id, Run.status == RunStatus.QUEUED)
         .values(status=RunStatus.CANCELLED, finished_at=utcnow(), updated_at=utcnow())
     ).rowcount)
+
+
+def create_attempt(
+    session: Session, job: Job, *, reason: str, resume_step: int | None, message: str,
+    data: dict[str, Any] | None = None,
+) -> Run:
+    """A new queued run of `job` that continues from checkpoint `resume_step` (None: from the start)."""
+    attempt = (session.scalar(select(func.max(Run.attempt)).where(Run.job_id == job.id)) or 0) + 1
+    run = Run(job_id=job.id, attempt=attempt, status=RunStatus.QUEUED, reason=reason, resume_step=resume_step)
+    session.add(run)
+    session.flush()
+    job.finished_at = None
+    job.error = None
+    set_job_status(
+        session, job, JobStatus.QUEUED, message, run_id=run.id,
+        data={"attempt": attempt, "reason": reason, "resume_step": resume_step, **(data or {})},
+    )
+    return run
+
+
+def count_runs(session: Session, job_id: int, reason: str) -> int:
+    return session.scalar(select(func.count()).where(Run.job_id == job_id, Run.reason == reason))
+
+
+def stale_run_ids(session: Session, heartbeat_before: datetime) -> list[int]:
+    return list(session.scalars(
+        select(Run.id).where(Run.status == RunStatus.RUNNING, Run.heartbeat_at < heartbeat_before)
+    ))
+
+
+def interrupt_run(
+    session: Session, run_id: int, error: dict[str, Any], *, heartbeat_before: datetime | None = None
+) -> Run | None:
+    """running -> interrupted, atomically (and only if its heartbeat is still older than
+    `heartbeat_before`, when given): of several workers noticing a lost run, one wins. The job's
+    state is the caller's to decide (worker/recovery.py)."""
+    condition = [Run.id == run_id, Run.status == RunStatus.RUNNING]
+    if heartbeat_before is not None:
+        condition.append(Run.heartbeat_at < heartbeat_before)
+    won = session.execute(
+        update(Run).where(*condition)
+        .values(status=RunStatus.INTERRUPTED, error=error, finished_at=utcnow(), updated_at=utcnow())
+    ).rowcount
+    if not won:
+        return None
+    return session.get(Run, run_id, populate_existing=True)

@@ -13,6 +13,10 @@ def run_task_id(run_id: int) -> str:
     return f"run-{run_id}"
 
 
+def send_run(app: Celery, run_id: int, queue: str) -> None:
+    app.send_task(RUN_JOB_TASK, args=[run_id], queue=queue, task_id=run_task_id(run_id))
+
+
 def make_celery(settings: Settings) -> Celery:
     app = Celery("traindock", broker=settings.effective_broker_url, set_as_current=False)
     app.conf.update(

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(512 * 1024 * 1024, description="Largest dataset upload accepted.")
     default_queue: str = Field("gpu", description="Queue a job goes to when its spec names none.")
     heartbeat_interval_s: float = Field(5.0, description="How often a running job's heartbeat is written.")
+    heartbeat_timeout_s: float = Field(
+        60.0, description="A running attempt whose heartbeat is older than this is interrupted and restarted."
+    )
+    recovery_interval_s: float = Field(10.0, description="How often workers look for lost attempts.")
     cancel_grace_s: float = Field(
         60.0, description="How long a cancelled job may take to checkpoint and exit before it is killed."
     )

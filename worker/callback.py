@@ -17,7 +17,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from db.checkpoints import mark_best, mark_deleted_except, record_checkpoint
 from db.engine import session_scope
 from db.jobs import set_progress
-from db.metrics import metrics_at_step, record_metrics
+from db.metrics import metrics_at_step, record_metric_points
 from db.models import utcnow
 from worker.errors import TrainingStopped
 
@@ -124,8 +124,8 @@ class ReportingCallback(TrainerCallback):
         self.last_write = time.monotonic()
 
     def flush_metrics(self, session) -> None:
-        for step, (epoch, values) in sorted(self.pending.items()):
-            record_metrics(session, self.job_id, self.run_id, step, epoch, values)
+        points = [(step, epoch, values) for step, (epoch, values) in sorted(self.pending.items())]
+        record_metric_points(session, self.job_id, self.run_id, points)
         self.pending.clear()
 
     def record_save(self, args: TrainingArguments, state: TrainerState) -> None:

@@ -64,7 +64,7 @@ def _parse_row(line: bytes, number: int, fmt: str) -> dict[str, Any]:
     except RowError as exc:
         raise BadDataset(f"line {number}: {exc}") from None
     if found != fmt:
-        raise BadDataset(f"line {number} is a {found} row, but the job reads the dataset as {fmt}")
+        raise BadDataset(f"line {number} has the {found} format, but the job reads the dataset as {fmt}")
     return row
 
 

@@ -79,9 +79,9 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    text = str(exc).strip()
     if not isinstance(exc, TrainingFailure):
-        text = f"{type(exc).__name__}: {text}"
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 3] + "..."
 
 
@@ -95,7 +95,7 @@ def classify(exc: BaseException) -> dict[str, Any]:
     if is_out_of_memory(exc):
         return {
             "code": "out_of_memory",
-            "message": f"out of memory: {OUT_OF_MEMORY_ADVICE} ({_describe(exc)})",
+            "message": f"out of memory: {OUT_OF_MEMORY_ADVICE}. {_describe(exc)}",
             "advice": OUT_OF_MEMORY_ADVICE,
         }
     return {"code": "training_error", "message": _describe(exc)}

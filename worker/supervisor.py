@@ -14,10 +14,13 @@ from db.checkpoints import list_checkpoints
 from db.engine import session_scope
 from db.events import add_event
 from db.jobs import get_status
-from db.runs import beat, claim_run, finish_run, get_run, set_pid
+from db.runs import beat, claim_run, finish_run, get_run, interrupt_run, set_pid
 from db.status import JobStatus, RunStatus
+from traindock.broker import send_run
 from traindock.settings import get_settings
+from worker.celery_app import app
 from worker.errors import EXIT_STOPPED
+from worker.recovery import after_interruption
 
 POLL_S = 0.5
 TRACEBACK_LINES = 40
@@ -83,6 +86,7 @@ def _watch(process: subprocess.Popen, run_id: int, job_id: int, settings) -> tup
 
 
 def _record_outcome(run_id: int, code: int, stop_requested_at: float | None, killed: bool, log_path: Path) -> str:
+    restart_run_id = None
     with session_scope() as session:
         run = get_run(session, run_id)
         if killed:
@@ -98,11 +102,21 @@ def _record_outcome(run_id: int, code: int, stop_requested_at: float | None, kil
         elif code == 0:
             message = "succeeded" if stop_requested_at is None else "succeeded: training finished before the stop took effect"
             finish_run(session, run, RunStatus.SUCCEEDED, message, exit_code=code)
+        elif code < 0:
+            # Killed from outside (kill -9, the kernel's OOM killer): a lost attempt, like a lost worker.
+            error = {"code": "crashed", "message": _crash_message(code)}
+            run.exit_code = code
+            add_event(session, run.job_id, "traceback", _tail(log_path), run_id=run_id)
+            if interrupt_run(session, run_id, error):
+                restart_run_id = after_interruption(session, run, error)
         else:
             error = run.error or {"code": "crashed", "message": _crash_message(code)}
             finish_run(session, run, RunStatus.FAILED, f"failed: {error['message']}", exit_code=code, error=error)
             add_event(session, run.job_id, "traceback", _tail(log_path), run_id=run_id)
-        return run.status
+        status, queue = run.status, run.job.queue
+    if restart_run_id:
+        send_run(app, restart_run_id, queue)
+    return status
 
 
 def _crash_message(code: int) -> str:

@@ -4,8 +4,9 @@ model of `traindock demo`, the tests and the benchmarks."""
 from importlib import resources
 from pathlib import Path
 
+import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, set_seed
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from worker.data import ALPACA_PROMPT, ALPACA_PROMPT_WITH_INPUT
 
@@ -52,6 +53,7 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def build_tiny_model(folder: Path, *, seed: int = 0) -> Path:
+    """Writes the model and tokenizer into `folder` (the same files for the same seed)."""
     folder = Path(folder)
     tokenizer = build_tokenizer()
     config = LlamaConfig(
@@ -67,8 +69,9 @@ def build_tiny_model(folder: Path, *, seed: int = 0) -> Path:
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
     )
-    set_seed(seed)
-    model = LlamaForCausalLM(config)
+    with torch.random.fork_rng():  # leaves the caller's RNG as it was
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

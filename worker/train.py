@@ -8,6 +8,7 @@ Exit codes (worker.errors):
   is recorded; no final model is saved.
 """
 
+# ruff: noqa: E402 (the stop handlers go in before the heavy imports)
 import argparse
 import signal
 import sys
@@ -17,9 +18,19 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+# SIGUSR1 (cancel) and SIGTERM (shutdown) only set this flag: the callback then checkpoints the
+# current step and stops, never in the middle of an optimizer step, a save or a DB write. The
+# handlers go in before the imports below, which take seconds: by default SIGUSR1 would kill.
+PROCESS_STARTED = time.monotonic()
+STOP_REQUESTED = threading.Event()
+if __name__ == "__main__":
+    for _signum in (signal.SIGUSR1, signal.SIGTERM):
+        signal.signal(_signum, lambda *_: STOP_REQUESTED.set())
+
 import torch
 from transformers import Trainer, TrainingArguments, set_seed
 
+from db.checkpoints import usable_checkpoint
 from db.datasets import get_dataset
 from db.engine import session_scope
 from db.jobs import get_job, set_result
@@ -28,7 +39,7 @@ from jobspec.model import JobSpec
 from jobspec.training_args import training_arguments
 from traindock.paths import job_output_dir
 from traindock.settings import get_settings
-from worker.callback import ReportingCallback
+from worker.callback import ReportingCallback, numeric_values
 from worker.data import PaddingCollator, build_datasets
 from worker.errors import (
     EXIT_FAILED, EXIT_STOPPED, EXIT_SUCCEEDED, BadDataset, Bf16Unsupported, TrainingFailure,
@@ -42,10 +53,11 @@ class RunContext:
     run_id: int
     job_id: int
     attempt: int
-    resume_step: int | None
     spec: JobSpec
     dataset_path: Path
     dataset_format: str
+    output_dir: Path
+    resume_from: Path | None  # the checkpoint folder the attempt continues from
 
 
 def load_context(run_id: int) -> RunContext:
@@ -58,15 +70,32 @@ def load_context(run_id: int) -> RunContext:
         dataset = get_dataset(session, job.dataset_id) if job.dataset_id is not None else None
         if dataset is None:
             raise BadDataset(f"dataset {spec.dataset_id} was deleted")
+        output_dir = job_output_dir(get_settings().jobs_dir, spec.output_dir, job.id)
         return RunContext(
             run_id=run.id,
             job_id=job.id,
             attempt=run.attempt,
-            resume_step=run.resume_step,
             spec=spec,
             dataset_path=Path(dataset.path),
             dataset_format=dataset.format if spec.data.format == "auto" else spec.data.format,
+            output_dir=output_dir,
+            resume_from=checkpoint_to_resume(session, run.resume_step, spec, output_dir),
         )
+
+
+def checkpoint_to_resume(session, resume_step: int | None, spec: JobSpec, output_dir: Path) -> Path | None:
+    """This job's checkpoint the attempt resumes (set on the run), else the earlier job's
+    checkpoint the spec starts from, else None."""
+    if resume_step is not None:
+        return output_dir / f"checkpoint-{resume_step}"
+    earlier = spec.resume_from_checkpoint
+    if earlier is None:
+        return None
+    checkpoint = usable_checkpoint(session, earlier.job_id, earlier.step)
+    if checkpoint is None:
+        at_step = f" at step {earlier.step}" if earlier.step else ""
+        raise TrainingFailure(f"job {earlier.job_id} has no usable checkpoint{at_step} to start from")
+    return Path(checkpoint.path)
 
 
 def build_training_arguments(spec: JobSpec, output_dir: Path) -> TrainingArguments:
@@ -84,15 +113,6 @@ def build_training_arguments(spec: JobSpec, output_dir: Path) -> TrainingArgumen
         raise
 
 
-def resume_checkpoint(context: RunContext, output_dir: Path) -> str | None:
-    if context.resume_step is None:
-        return None
-    checkpoint = output_dir / f"checkpoint-{context.resume_step}"
-    if not checkpoint.is_dir():
-        raise TrainingFailure(f"cannot resume: the checkpoint folder {checkpoint} is missing")
-    return str(checkpoint)
-
-
 def last_eval_metrics(log_history: list[dict]) -> dict:
     for entry in reversed(log_history):
         if any(name.startswith("eval_") for name in entry):
@@ -100,22 +120,25 @@ def last_eval_metrics(log_history: list[dict]) -> dict:
     return {}
 
 
-def run_training(context: RunContext, stop: threading.Event, started: float) -> None:
-    settings = get_settings()
+def stop_if_requested(stop: threading.Event) -> None:
+    if stop.is_set():
+        raise TrainingStopped("stopped on request before training began")
+
+
+def build_trainer(
+    context: RunContext, args: TrainingArguments, callback: ReportingCallback, stop: threading.Event
+) -> Trainer:
     spec = context.spec
-    output_dir = job_output_dir(settings.jobs_dir, spec.output_dir, context.job_id)
-    args = build_training_arguments(spec, output_dir)
-    resume_from = resume_checkpoint(context, output_dir)
-    source = model_source(spec.base_model, settings.effective_model_roots)
+    source = model_source(spec.base_model, get_settings().effective_model_roots)
     tokenizer = load_tokenizer(source, spec.base_model)
     train_set, eval_set = build_datasets(
         context.dataset_path, context.dataset_format, tokenizer, spec.data, spec.training.seed
     )
+    stop_if_requested(stop)
     # Before the model is built: LoRA's initial adapter weights come from this RNG.
     set_seed(spec.training.seed)
     model = prepare_for_training(load_model(source, spec.base_model, spec), spec)
-    callback = ReportingCallback(context.job_id, context.run_id, context.attempt, stop)
-    trainer = Trainer(
+    return Trainer(
         model=model,
         args=args,
         train_dataset=train_set,
@@ -124,10 +147,18 @@ def run_training(context: RunContext, stop: threading.Event, started: float) -> 
         processing_class=tokenizer,
         callbacks=[callback],
     )
-    if stop.is_set():
-        raise TrainingStopped("stopped on request before training began")
+
+
+def run_training(context: RunContext, stop: threading.Event) -> None:
+    args = build_training_arguments(context.spec, context.output_dir)
+    if context.resume_from is not None and not context.resume_from.is_dir():
+        raise TrainingFailure(f"cannot resume: the checkpoint folder {context.resume_from} is missing")
+    callback = ReportingCallback(context.job_id, context.run_id, context.attempt, stop)
+    trainer = build_trainer(context, args, callback, stop)
+    stop_if_requested(stop)
+    resume = str(context.resume_from) if context.resume_from is not None else None
     try:
-        output = trainer.train(resume_from_checkpoint=resume_from)
+        output = trainer.train(resume_from_checkpoint=resume)
     except TrainingStopped:
         raise
     except Exception:
@@ -137,27 +168,18 @@ def run_training(context: RunContext, stop: threading.Event, started: float) -> 
         # Stopped during an evaluation whose save the Trainer then skipped (save_strategy "best").
         raise TrainingStopped(f"stopped on request at step {trainer.state.global_step}")
 
-    final_dir = output_dir / "final"
+    final_dir = context.output_dir / "final"
     trainer.save_model(str(final_dir))  # the adapter only, for LoRA; and the tokenizer
     result = {
         "final_model_path": str(final_dir),
         "best_checkpoint": trainer.state.best_model_checkpoint,
-        "best_metric": trainer.state.best_metric,
+        "best_metric": numeric_values({"best": trainer.state.best_metric}).get("best"),
         "global_step": output.global_step,
-        "metrics": {**output.metrics, **last_eval_metrics(trainer.state.log_history)},
-        "runtime_s": time.monotonic() - started,
+        "metrics": numeric_values({**output.metrics, **last_eval_metrics(trainer.state.log_history)}),
+        "runtime_s": time.monotonic() - PROCESS_STARTED,
     }
     with session_scope() as session:
         set_result(session, context.job_id, result)
-
-
-def install_stop_handlers() -> threading.Event:
-    """SIGUSR1 (cancel) and SIGTERM (shutdown) only set a flag: the callback then checkpoints the
-    current step and stops, never in the middle of an optimizer step, a save or a DB write."""
-    stop = threading.Event()
-    for signum in (signal.SIGUSR1, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    return stop
 
 
 def record_failure(run_id: int, exc: BaseException) -> None:
@@ -176,10 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker.train", description=__doc__.splitlines()[0])
     parser.add_argument("--run-id", type=int, required=True)
     run_id = parser.parse_args(argv).run_id
-    started = time.monotonic()
-    stop = install_stop_handlers()
     try:
-        run_training(load_context(run_id), stop, started)
+        run_training(load_context(run_id), STOP_REQUESTED)
     except TrainingStopped as stopped:
         print(stopped, file=sys.stderr)
         return EXIT_STOPPED

@@ -66,6 +66,7 @@ def upgrade() -> None:
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('exit_code', sa.Integer(), nullable=True),
     sa.Column('error', sa.JSON(), nullable=True),
+    sa.Column('reason', sa.String(length=16), nullable=False),
     sa.Column('resume_step', sa.Integer(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),

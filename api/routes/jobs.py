@@ -7,10 +7,10 @@ from pydantic import ValidationError
 
 from api.deps import SessionDep, SettingsDep
 from api.errors import not_found
-from api.job_control import cancel_job
+from api.job_control import ResumeRequest, cancel_job, resume_job
 from api.job_service import all_problems, request_hash, submit_job
 from api.pagination import LimitQuery, Page, next_cursor
-from api.schemas import CheckpointOut, EventOut, JobOut, MetricPointOut, ValidationReport
+from api.schemas import CheckpointOut, EventOut, JobOut, MetricPointOut, ResumedJob, ValidationReport
 from db import checkpoints as checkpoint_queries
 from db import events as event_queries
 from db import jobs as queries
@@ -132,3 +132,14 @@ def cancel(job_id: int, session: SessionDep):
     """Queued: cancelled at once, never trains. Running: `cancelling`; the worker writes a
     checkpoint of the current step, stops and frees the GPU, then `cancelled`. Idempotent."""
     return cancel_job(session, _job_or_404(session, job_id))
+
+
+@router.post("/{job_id}/resume", response_model=ResumedJob, status_code=202,
+             responses={409: {"description": "The job is active, or succeeded without an extension"},
+                        422: {"description": "No usable checkpoint, or an override that cannot change"}})
+def resume(job_id: int, session: SessionDep, request: ResumeRequest | None = None):
+    """A new attempt continues from a checkpoint with optimizer, scheduler, RNG state and data
+    position restored. From cancelled, failed and interrupted jobs, and from succeeded ones when
+    the overrides extend training."""
+    job, warnings = resume_job(session, _job_or_404(session, job_id), request or ResumeRequest())
+    return ResumedJob.model_validate({**JobOut.model_validate(job).model_dump(), "warnings": warnings})

@@ -31,7 +31,9 @@ def models_root(tmp_path_factory) -> Path:
 def stack(backend, models_root, monkeypatch, tmp_path):
     """API client + one worker process sharing the backend's settings."""
     monkeypatch.setenv("TRAINDOCK_MODEL_ROOTS", json.dumps([str(models_root)]))
-    monkeypatch.setenv("TRAINDOCK_HEARTBEAT_INTERVAL_S", "1")
+    monkeypatch.setenv("TRAINDOCK_HEARTBEAT_INTERVAL_S", "0.5")
+    monkeypatch.setenv("TRAINDOCK_HEARTBEAT_TIMEOUT_S", "4")
+    monkeypatch.setenv("TRAINDOCK_RECOVERY_INTERVAL_S", "0.5")
     reset_caches()
     from api.app import create_app
 

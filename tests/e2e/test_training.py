@@ -179,13 +179,3 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}/status").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
-
-
-def test_a_killed_training_process_fails_the_job_with_the_signal(stack):
-    job = submit(stack, spec(upload(stack, DEMO_ROWS), max_steps=100000, eval_strategy="no", save_strategy="no"))
-    started = wait_for_event(stack, job["id"], "process_started")
-    os.kill(started["data"]["pid"], signal.SIGKILL)
-    job = wait_for(stack, job["id"])
-    assert job["status"] == "failed"
-    assert job["error"]["code"] == "crashed"
-    assert "SIGKILL" in job["error"]["message"]

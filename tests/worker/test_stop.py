@@ -10,8 +10,7 @@ from db.checkpoints import list_checkpoints
 from db.engine import session_scope
 from db.jobs import get_job
 from db.metrics import list_metrics
-from db.models import Run
-from db.runs import claim_run, get_run
+from db.runs import claim_run, create_attempt, get_run
 from tests.worker.conftest import (
     DEMO_ROWS, REPO, TRAINING_TIMEOUT_S, install_tiny_model, output_of, process_env, run_training,
     start_job, training_command, write_dataset,
@@ -80,10 +79,9 @@ def test_sigterm_stops_and_the_next_attempt_resumes_from_the_checkpoint(sqlite_b
         stop_mid_run(sqlite_backend, started.job_id, started.run_id, signal.SIGTERM), started.job_id
     )
     with session_scope() as session:
-        resumed = Run(job_id=started.job_id, attempt=2, status="queued", resume_step=stop_step)
-        session.add(resumed)
-        session.flush()
-        resumed_id = resumed.id
+        resumed_id = create_attempt(
+            session, get_job(session, started.job_id), reason="resumed", resume_step=stop_step, message="resumed"
+        ).id
     with session_scope() as session:
         assert claim_run(session, resumed_id, "test-worker") is not None
 
@@ -98,3 +96,20 @@ def test_sigterm_stops_and_the_next_attempt_resumes_from_the_checkpoint(sqlite_b
     assert [point.step for point in losses] == list(range(1, MAX_STEPS + 1))
     assert {point.run_id for point in losses if point.step > stop_step} == {resumed_id}
     assert {point.run_id for point in losses if point.step <= stop_step} == {started.run_id}
+
+
+def test_a_stop_asked_during_start_up_exits_stopped(sqlite_backend):
+    """The handlers are installed before the heavy imports (SIGUSR1 would otherwise kill)."""
+    install_tiny_model()
+    started = start_job(write_dataset(DEMO_ROWS, "alpaca"), **LONG_JOB)
+    process = subprocess.Popen(training_command(started.run_id), env=process_env(sqlite_backend), cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGUSR1)
+    _, stderr = process.communicate(timeout=TRAINING_TIMEOUT_S)
+
+    assert process.returncode == EXIT_STOPPED, stderr[-6000:]
+    with session_scope() as session:
+        assert get_job(session, started.job_id).result is None
+        assert get_run(session, started.run_id).error is None
+

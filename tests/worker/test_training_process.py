@@ -130,3 +130,25 @@ def test_identical_jobs_give_bit_identical_losses(sqlite_backend):
     assert len(first) == 6
     assert first == second
     assert points(jobs[0].job_id, "grad_norm") == points(jobs[1].job_id, "grad_norm")
+
+
+def test_a_job_can_start_from_an_earlier_jobs_checkpoint(sqlite_backend):
+    """spec.resume_from_checkpoint: the new job continues the earlier one's optimizer, schedule,
+    data order and step count, so with a constant schedule it repeats the earlier job's losses."""
+    install_tiny_model()
+    dataset_id = write_dataset(DEMO_ROWS, "alpaca")
+    training = {"per_device_train_batch_size": 4, "logging_steps": 1, "learning_rate": 1e-3,
+                "optim": "adamw_torch", "lr_scheduler_type": "constant", "save_steps": 2}
+    earlier = start_job(dataset_id, training={**training, "max_steps": 4})
+    assert run_training(sqlite_backend, earlier.run_id).returncode == 0
+    later = start_job(dataset_id, training={**training, "max_steps": 6},
+                      resume_from_checkpoint={"job_id": earlier.job_id, "step": 2})
+
+    process = run_training(sqlite_backend, later.run_id)
+
+    assert process.returncode == 0, output_of(process)
+    earlier_losses, later_losses = dict(points(earlier.job_id, "loss")), dict(points(later.job_id, "loss"))
+    with session_scope() as session:
+        assert get_job(session, later.job_id).result["global_step"] == 6
+    assert sorted(later_losses) == [3, 4, 5, 6]
+    assert later_losses[3] == earlier_losses[3] and later_losses[4] == earlier_losses[4]
