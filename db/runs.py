@@ -103,11 +103,12 @@ def create_attempt(
 ) -> Run:
     """A new queued run of `job` that continues from checkpoint `resume_step` (None: from the start)."""
     attempt = (session.scalar(select(func.max(Run.attempt)).where(Run.job_id == job.id)) or 0) + 1
-    run = Run(job_id=job.id, attempt=attempt, status=RunStatus.QUEUED, reason=reason, resume_step=resume_step)
-    session.add(run)
+    run = Run(attempt=attempt, status=RunStatus.QUEUED, reason=reason, resume_step=resume_step)
+    job.runs.append(run)
     session.flush()
     job.finished_at = None
     job.error = None
+    job.result = None
     set_job_status(
         session, job, JobStatus.QUEUED, message, run_id=run.id,
         data={"attempt": attempt, "reason": reason, "resume_step": resume_step, **(data or {})},

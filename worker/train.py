@@ -30,16 +30,17 @@ if __name__ == "__main__":
 import torch
 from transformers import Trainer, TrainingArguments, set_seed
 
-from db.checkpoints import usable_checkpoint
+from db.checkpoints import mark_deleted_except, usable_checkpoint
 from db.datasets import get_dataset
 from db.engine import session_scope
+from db.events import add_event
 from db.jobs import get_job, set_result
 from db.runs import get_run, set_run_error
 from jobspec.model import JobSpec
 from jobspec.training_args import training_arguments
 from traindock.paths import job_output_dir
 from traindock.settings import get_settings
-from worker.callback import ReportingCallback, numeric_values
+from worker.callback import ReportingCallback, checkpoint_step, checkpoint_steps_on_disk, numeric_values
 from worker.data import PaddingCollator, build_datasets
 from worker.errors import (
     EXIT_FAILED, EXIT_STOPPED, EXIT_SUCCEEDED, BadDataset, Bf16Unsupported, TrainingFailure,
@@ -149,10 +150,33 @@ def build_trainer(
     )
 
 
+def set_aside_later_checkpoints(context: RunContext) -> None:
+    """Resuming this job from an earlier step: its later checkpoints belong to a timeline that is
+    being replaced. Left in place, checkpoint rotation (which keeps the highest steps) would
+    delete the new attempt's fresh checkpoints instead of them; so they move to
+    superseded/attempt-<n>/ and are listed as deleted."""
+    resume_step = checkpoint_step(str(context.resume_from))
+    later = sorted(step for step in checkpoint_steps_on_disk(str(context.output_dir)) if step > resume_step)
+    if not later:
+        return
+    aside = context.output_dir / "superseded" / f"attempt-{context.attempt}"
+    aside.mkdir(parents=True, exist_ok=True)
+    for step in later:
+        (context.output_dir / f"checkpoint-{step}").rename(aside / f"checkpoint-{step}")
+    with session_scope() as session:
+        mark_deleted_except(session, context.job_id, checkpoint_steps_on_disk(str(context.output_dir)))
+        add_event(session, context.job_id, "checkpoints_superseded",
+                  f"checkpoints of steps {', '.join(map(str, later))} moved to {aside}: attempt "
+                  f"{context.attempt} continues from step {resume_step}", run_id=context.run_id,
+                  data={"steps": later, "folder": str(aside)})
+
+
 def run_training(context: RunContext, stop: threading.Event) -> None:
     args = build_training_arguments(context.spec, context.output_dir)
     if context.resume_from is not None and not context.resume_from.is_dir():
         raise TrainingFailure(f"cannot resume: the checkpoint folder {context.resume_from} is missing")
+    if context.resume_from is not None and context.resume_from.parent == context.output_dir:
+        set_aside_later_checkpoints(context)
     callback = ReportingCallback(context.job_id, context.run_id, context.attempt, stop)
     trainer = build_trainer(context, args, callback, stop)
     stop_if_requested(stop)
