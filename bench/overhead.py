@@ -1,8 +1,9 @@
-"""Overhead of traindock: the same tiny LoRA job as a bare Trainer script and through the service
-(embedded backend, a real worker), several times, interleaved. Prints the medians and ratios.
+"""Overhead of traindock: the same LoRA job as a bare Trainer script and through the service
+(embedded backend, a real worker), several times, interleaved. Prints medians and ratios.
 Goals: service / bare <= 1.05, and the reporting callback <= 1% of a training step.
 
-    python bench/overhead.py [--rounds 5] [--steps 300]
+    python bench/overhead.py [--rounds 5] [--steps 300]              # tiny model, CPU
+    python bench/overhead.py --model 0.5b --bf16 --rounds 1 --steps 60  # one GPU (gpu_check.sh)
 """
 
 import argparse
@@ -17,27 +18,51 @@ from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # for tests.e2e.conftest: the same worker start-up the tests use
 
 
-def job_spec(dataset_id: int, steps: int) -> dict:
+def build_model(kind: str, folder: Path) -> None:
+    from worker.tinymodel import build_tiny_model, build_tokenizer
+
+    if kind == "tiny":
+        build_tiny_model(folder)
+        return
+    from transformers import LlamaConfig, LlamaForCausalLM, set_seed
+
+    tokenizer = build_tokenizer()
+    config = LlamaConfig(  # ~0.47B parameters, random weights: no hub needed
+        vocab_size=32000, hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+        num_attention_heads=16, num_key_value_heads=16, max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    set_seed(0)
+    model = LlamaForCausalLM(config)
+    print(f"model: {sum(p.numel() for p in model.parameters()) / 1e9:.2f}B parameters", flush=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def job_spec(dataset_id: int, options) -> dict:
     return {
-        "base_model": "tiny", "dataset_id": dataset_id,
-        "data": {"cutoff_len": 128, "val_set_size": 0},
-        "training": {"max_steps": steps, "per_device_train_batch_size": 8, "learning_rate": 1e-3,
-                     "optim": "adamw_torch", "logging_steps": 10, "save_strategy": "no"},
+        "base_model": "bench-model", "dataset_id": dataset_id,
+        "data": {"cutoff_len": 256, "val_set_size": 0},
+        "training": {"max_steps": options.steps, "per_device_train_batch_size": 8, "learning_rate": 1e-4,
+                     "optim": "adamw_torch", "logging_steps": 10, "save_strategy": "no", "bf16": options.bf16},
     }
 
 
-def bare_run(spec: dict, dataset: dict, workdir: Path, round_: int) -> float:
+def bare_run(spec: dict, dataset: dict, workdir: Path, round_: int) -> tuple[float, dict]:
     spec_path = workdir / "bare-spec.json"
     spec_path.write_text(json.dumps(spec))
     started = time.perf_counter()
-    subprocess.run([sys.executable, str(REPO / "bench" / "bare_trainer.py"), str(spec_path), dataset["path"],
-                    dataset["format"], str(workdir / f"bare-{round_}")], check=True, capture_output=True)
-    return time.perf_counter() - started
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "bare_trainer.py"), str(spec_path),
+                           dataset["path"], dataset["format"], str(workdir / f"bare-{round_}")],
+                          check=True, capture_output=True, text=True)
+    return time.perf_counter() - started, json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def service_run(client, spec: dict) -> float:
+def service_run(client, spec: dict) -> tuple[float, dict]:
     """From the worker's claim (it starts the training process) to the job's end."""
     job = client.post("/jobs", json=spec).json()
     while job["status"] not in ("succeeded", "failed", "cancelled"):
@@ -45,12 +70,13 @@ def service_run(client, spec: dict) -> float:
         job = client.get(f"/jobs/{job['id']}").json()
     assert job["status"] == "succeeded", job
     attempt = job["attempts"][-1]
-    return (datetime.fromisoformat(attempt["finished_at"]) - datetime.fromisoformat(attempt["started_at"])).total_seconds()
+    seconds = (datetime.fromisoformat(attempt["finished_at"]) - datetime.fromisoformat(attempt["started_at"])).total_seconds()
+    return seconds, job
 
 
 def callback_cost_per_step(job_id: int, run_id: int, calls: int = 2000) -> float:
-    """Seconds the reporting callback adds per training step, measured on the real database with
-    a log line every 10 steps, as in the benchmark job."""
+    """Seconds the reporting callback adds per training step, on the real database, with a log
+    line every 10 steps as in the benchmark job."""
     import threading
 
     from transformers import TrainerControl, TrainerState, TrainingArguments
@@ -74,6 +100,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--model", choices=["tiny", "0.5b"], default="tiny")
+    parser.add_argument("--bf16", action="store_true")
     options = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="traindock-bench-"))
@@ -82,42 +110,44 @@ def main() -> None:
     from fastapi.testclient import TestClient
 
     from api.app import create_app
+    from db.datasets import get_dataset
+    from db.engine import session_scope
+    from db.runs import latest_run
     from tests.e2e.conftest import start_worker, stop_worker
     from traindock.cli import migrate
-    from worker.tinymodel import build_tiny_model
 
-    build_tiny_model(workdir / "models" / "tiny")
+    build_model(options.model, workdir / "models" / "bench-model")
     migrate()
     worker = start_worker(workdir / "worker.log")
     try:
         with TestClient(create_app()) as client:
             demo = (REPO / "traindock" / "data" / "alpaca_demo.jsonl").read_bytes()
             dataset = client.post("/datasets", files={"file": ("demo.jsonl", demo)}).json()
-            from db.datasets import get_dataset
-            from db.engine import session_scope
-
             with session_scope() as session:
                 dataset["path"] = get_dataset(session, dataset["id"]).path
-            spec = job_spec(dataset["id"], options.steps)
+            spec = job_spec(dataset["id"], options)
             service_run(client, spec)  # warm-up: file caches, first imports
             bare, service = [], []
             for round_ in range(options.rounds):
                 bare.append(bare_run(spec, dataset, workdir, round_))
                 service.append(service_run(client, spec))
-                print(f"round {round_ + 1}: bare {bare[-1]:.2f} s, service {service[-1]:.2f} s", flush=True)
-            last = client.get("/jobs", params={"limit": 1}).json()["items"][0]
-            step_s = last["result"]["metrics"]["train_runtime"] / options.steps
+                print(f"round {round_ + 1}: bare {bare[-1][0]:.2f} s, service {service[-1][0]:.2f} s", flush=True)
     finally:
         stop_worker(worker)
-    from db.engine import session_scope
-    from db.runs import latest_run
-
+    last_job = service[-1][1]
     with session_scope() as session:
-        run_id = latest_run(session, last["id"]).id
-    per_step = callback_cost_per_step(last["id"], run_id)
-    ratio = statistics.median(service) / statistics.median(bare)
-    print(f"median bare {statistics.median(bare):.2f} s, median service {statistics.median(service):.2f} s")
-    print(f"service/bare ratio: {ratio:.3f} (goal <= 1.05)")
+        run_id = latest_run(session, last_job["id"]).id
+    bare_s, service_s = statistics.median(b[0] for b in bare), statistics.median(s[0] for s in service)
+    print(f"median bare {bare_s:.2f} s, median service {service_s:.2f} s")
+    print(f"service/bare ratio: {service_s / bare_s:.3f} (goal <= 1.05)")
+    bare_metrics, service_result = bare[-1][1], last_job["result"]
+    print(f"tokens/s: bare {bare_metrics['train_tokens_per_second']:.0f}, "
+          f"service {service_result['metrics']['train_tokens_per_second']:.0f}")
+    if bare_metrics.get("peak_gpu_memory_bytes"):
+        print(f"peak GPU memory: bare {bare_metrics['peak_gpu_memory_bytes'] / 2**30:.2f} GiB, "
+              f"service {service_result['peak_gpu_memory_bytes'] / 2**30:.2f} GiB")
+    step_s = service_result["metrics"]["train_runtime"] / options.steps
+    per_step = callback_cost_per_step(last_job["id"], run_id)
     print(f"callback per step: {per_step * 1e6:.0f} us of a {step_s * 1e3:.1f} ms step = "
           f"{100 * per_step / step_s:.2f}% (goal <= 1%)")
 

@@ -1,13 +1,37 @@
-"""The worker's Celery app: the shared configuration plus the tasks, and the watch for lost
-attempts that every worker runs."""
+"""The worker's Celery app: the shared configuration plus the tasks, the watch for lost
+attempts that every worker runs, and no prefetch on every broker."""
 
+from celery import bootsteps
 from celery.signals import worker_ready
+from celery.worker import state
 
 from traindock.broker import make_celery
 from traindock.settings import get_settings
 
 app = make_celery(get_settings())
 app.conf.include = ["worker.tasks"]
+
+
+class NoPrefetch(bootsteps.StartStopStep):
+    """A busy worker reserves no further job, so an idle worker (or a cancel) gets it. Celery's
+    worker_disable_prefetch does this for Redis only; this does the same for the embedded
+    filesystem broker, whose channel polls through the same QoS check."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def start(self, consumer) -> None:
+        if consumer.connection.transport.driver_type == "redis":
+            return
+        qos = consumer.task_consumer.channel.qos
+        can_consume = qos.can_consume
+
+        def can_consume_when_idle() -> bool:
+            return len(state.reserved_requests) < consumer.pool.num_processes and can_consume()
+
+        qos.can_consume = can_consume_when_idle
+
+
+app.steps["consumer"].add(NoPrefetch)
 
 
 @worker_ready.connect

@@ -201,6 +201,7 @@ def run_training(context: RunContext, stop: threading.Event) -> None:
         "global_step": output.global_step,
         "metrics": numeric_values({**output.metrics, **last_eval_metrics(trainer.state.log_history)}),
         "runtime_s": time.monotonic() - PROCESS_STARTED,
+        "peak_gpu_memory_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
     }
     with session_scope() as session:
         set_result(session, context.job_id, result)

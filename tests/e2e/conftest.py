@@ -3,6 +3,7 @@ process and a real Trainer run on the tiny model, on both backends."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -62,8 +63,9 @@ def start_worker(log_path: Path, name: str | None = None) -> subprocess.Popen:
 
 
 def stop_worker(worker: subprocess.Popen) -> None:
+    """Cold shutdown: a test's leftover training process dies with its supervisor."""
     if worker.poll() is None:
-        worker.terminate()
+        worker.send_signal(signal.SIGQUIT)
         try:
             worker.wait(timeout=30)
         except subprocess.TimeoutExpired:

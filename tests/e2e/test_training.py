@@ -118,12 +118,13 @@ def test_duplicate_delivery_starts_no_second_training_process(stack, tmp_path):
 
     second_worker = start_worker(tmp_path / "second-worker.log")
     try:
-        job = submit(stack, spec(upload(stack, DEMO_ROWS), max_steps=8, eval_strategy="no", save_strategy="no"))
+        job = submit(stack, spec(upload(stack, DEMO_ROWS), max_steps=100000, eval_strategy="no", save_strategy="no"))
         wait_for_event(stack, job["id"], "process_started")
         send_run(_run_id(stack, job["id"]), "gpu")  # the idle second worker takes it at once
         ignored = wait_for_event(stack, job["id"], "delivery_ignored")
         assert ignored["data"]["run_status"] == "running"
-        assert wait_for(stack, job["id"])["status"] == "succeeded"
+        stack.post(f"/jobs/{job['id']}/cancel")
+        assert wait_for(stack, job["id"])["status"] == "cancelled"
     finally:
         stop_worker(second_worker)
     events = stack.get(f"/jobs/{job['id']}/events").json()["items"]
@@ -179,3 +180,15 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}/status").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
+
+
+def test_a_failure_in_training_ends_failed_with_its_code_and_traceback(stack):
+    dataset_id = upload(stack, DEMO_ROWS)
+    (stack.backend.data_dir / "datasets" / f"{dataset_id}.jsonl").write_text("{not json\n")
+    job = wait_for(stack, submit(stack, spec(dataset_id, max_steps=4))["id"])
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "bad_dataset"
+    assert job["attempts"][0]["exit_code"] == 1 and job["attempts"][0]["error"] == job["error"]
+    events = stack.get(f"/jobs/{job['id']}/events").json()["items"]
+    [traceback] = [e for e in events if e["type"] == "traceback"]
+    assert "Traceback" in traceback["message"]
