@@ -30,19 +30,33 @@ class CheckedUpload:
     format: str
 
 
-def _lines(source: BinaryIO):
-    """Each line with its newline, exactly as uploaded."""
+@dataclass
+class Limits:
+    max_bytes: int
+    max_line_bytes: int
+    max_rows: int
+
+
+def _lines(source: BinaryIO, max_line_bytes: int):
+    """Each line with its newline, exactly as uploaded. A line longer than the limit is refused
+    before it is held in memory whole."""
     pending = b""
+    number = 0
     while chunk := source.read(CHUNK):
         pending += chunk
         *complete, pending = pending.split(b"\n")
         for line in complete:
+            number += 1
+            if len(line) > max_line_bytes:
+                raise UploadRejected(422, f"longer than the limit of {max_line_bytes} bytes", number)
             yield line + b"\n"
+        if len(pending) > max_line_bytes:
+            raise UploadRejected(422, f"longer than the limit of {max_line_bytes} bytes", number + 1)
     if pending:
         yield pending
 
 
-def check_and_store(source: BinaryIO, folder: Path, max_bytes: int) -> CheckedUpload:
+def check_and_store(source: BinaryIO, folder: Path, limits: Limits) -> CheckedUpload:
     """Copy `source` into a temporary file in `folder`, checking each line. Raises UploadRejected
     (and removes the partial file) on the first problem."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -52,10 +66,10 @@ def check_and_store(source: BinaryIO, folder: Path, max_bytes: int) -> CheckedUp
     detected: str | None = None
     try:
         with target.open("wb") as out:
-            for number, raw in enumerate(_lines(source), start=1):
+            for number, raw in enumerate(_lines(source, limits.max_line_bytes), start=1):
                 size += len(raw)
-                if size > max_bytes:
-                    raise UploadRejected(413, f"the file is larger than the limit of {max_bytes} bytes")
+                if size > limits.max_bytes:
+                    raise UploadRejected(413, f"the file is larger than the limit of {limits.max_bytes} bytes")
                 digest.update(raw)
                 out.write(raw)
                 line = raw.strip()
@@ -74,6 +88,8 @@ def check_and_store(source: BinaryIO, folder: Path, max_bytes: int) -> CheckedUp
                 elif fmt != detected:
                     raise UploadRejected(422, f"a {fmt} row in a file whose rows are {detected}", number)
                 rows += 1
+                if rows > limits.max_rows:
+                    raise UploadRejected(413, f"the file has more than the limit of {limits.max_rows} rows")
         if rows == 0:
             raise UploadRejected(422, "the file has no rows")
     except BaseException:

@@ -1,4 +1,5 @@
-"""Checks of a spec that need the server: the dataset, the model folder, the output folder."""
+"""Checks of a spec that need the server: the tenant's dataset and earlier job, the model
+folder, the output folder, and what the server's settings allow."""
 
 import re
 from typing import Any
@@ -6,8 +7,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from db.checkpoints import usable_checkpoint
 from db.datasets import get_dataset
-from db.models import Dataset, Job
+from db.jobs import get_job
+from db.models import Job
 from jobspec import JobSpec, split_problems
 from traindock.paths import PathRefused, check_output_name, resolve_base_model
 from traindock.settings import Settings
@@ -15,41 +18,68 @@ from traindock.settings import Settings
 DEFAULT_OUTPUT_NAME = re.compile(r"job-\d+")
 
 
-def server_problems(session: Session, settings: Settings, spec: JobSpec) -> tuple[list[dict[str, Any]], Dataset | None]:
-    """Problems as (loc, msg, type) dicts without the 'body' prefix, and the dataset if found."""
+def _problem(loc: tuple, msg: str, type: str) -> dict[str, Any]:
+    return {"loc": loc, "msg": msg, "type": type}
+
+
+def server_problems(session: Session, settings: Settings, tenant_id: int, spec: JobSpec) -> list[dict[str, Any]]:
+    """Problems as (loc, msg, type) dicts without the 'body' prefix."""
     problems: list[dict[str, Any]] = []
     try:
         resolve_base_model(spec.base_model, settings.effective_model_roots)
     except PathRefused as refused:
-        problems.append({"loc": ("base_model",), "msg": f"base_model {refused}", "type": "path_refused"})
-    if spec.output_dir is not None:
-        try:
-            check_output_name(spec.output_dir)
-        except PathRefused as refused:
-            problems.append({"loc": ("output_dir",), "msg": f"output_dir {refused}", "type": "path_refused"})
-        else:
-            owner = session.scalar(
-                select(Job.id).where(Job.spec["output_dir"].as_string() == spec.output_dir).limit(1)
-            )
-            if DEFAULT_OUTPUT_NAME.fullmatch(spec.output_dir):
-                problems.append({
-                    "loc": ("output_dir",), "type": "output_dir_reserved",
-                    "msg": "names of the form job-<number> are reserved for jobs without an output_dir",
-                })
-            elif owner is not None:
-                # Sharing a folder would let one job's checkpoint rotation delete the other's.
-                problems.append({
-                    "loc": ("output_dir",), "type": "output_dir_in_use",
-                    "msg": f"output_dir '{spec.output_dir}' belongs to job {owner}; choose another name",
-                })
-    dataset = get_dataset(session, spec.dataset_id)
+        problems.append(_problem(("base_model",), f"base_model {refused}", "path_refused"))
+    if spec.trust_remote_code and not settings.allow_trust_remote_code:
+        problems.append(_problem(("trust_remote_code",), "this server does not run a model's own code: "
+                                 "trust_remote_code is off unless the operator allows it", "not_allowed"))
+    if spec.training.push_to_hub and settings.hub_token is None:
+        problems.append(_problem(("training", "push_to_hub"), "this server has no Hub token configured, so it "
+                                 "cannot push to the Hub; set push_to_hub to false", "no_hub_token"))
+    problems += _output_dir_problems(session, tenant_id, spec.output_dir)
+    problems += _resume_from_problems(session, tenant_id, spec)
+    dataset = get_dataset(session, spec.dataset_id, tenant_id)
     if dataset is None:
-        problems.append({"loc": ("dataset_id",), "msg": f"no dataset with id {spec.dataset_id}", "type": "not_found"})
-        return problems, None
+        problems.append(_problem(("dataset_id",), f"no dataset with id {spec.dataset_id}", "not_found"))
+        return problems
     if spec.data.format not in ("auto", dataset.format):
-        problems.append({
-            "loc": ("data", "format"), "type": "format_mismatch",
-            "msg": f"dataset {dataset.id} holds {dataset.format} rows, not {spec.data.format}",
-        })
-    problems += split_problems(spec, dataset.rows)
-    return problems, dataset
+        problems.append(_problem(("data", "format"), f"dataset {dataset.id} holds {dataset.format} rows, "
+                                 f"not {spec.data.format}", "format_mismatch"))
+    return problems + split_problems(spec, dataset.rows)
+
+
+def _output_dir_problems(session: Session, tenant_id: int, name: str | None) -> list[dict[str, Any]]:
+    if name is None:
+        return []
+    try:
+        check_output_name(name)
+    except PathRefused as refused:
+        return [_problem(("output_dir",), f"output_dir {refused}", "path_refused")]
+    if DEFAULT_OUTPUT_NAME.fullmatch(name):
+        return [_problem(("output_dir",), "names of the form job-<number> are reserved for jobs without "
+                         "an output_dir", "output_dir_reserved")]
+    owner = session.scalar(select(Job.id).where(
+        Job.tenant_id == tenant_id, Job.spec["output_dir"].as_string() == name).limit(1))
+    if owner is not None:
+        # Sharing a folder would let one job's checkpoint rotation delete the other's.
+        return [_problem(("output_dir",), f"output_dir '{name}' belongs to job {owner}; choose another name",
+                         "output_dir_in_use")]
+    return []
+
+
+def _resume_from_problems(session: Session, tenant_id: int, spec: JobSpec) -> list[dict[str, Any]]:
+    """The earlier job must be the tenant's own, with a usable checkpoint of the same model."""
+    earlier = spec.resume_from_checkpoint
+    if earlier is None:
+        return []
+    job = get_job(session, earlier.job_id, tenant_id)
+    if job is None:
+        return [_problem(("resume_from_checkpoint", "job_id"), f"no job with id {earlier.job_id}", "not_found")]
+    if usable_checkpoint(session, job.id, earlier.step) is None:
+        at = f"at step {earlier.step}" if earlier.step else "at all"
+        return [_problem(("resume_from_checkpoint", "step"), f"job {job.id} has no usable checkpoint {at}",
+                         "no_checkpoint")]
+    before = JobSpec.model_validate(job.spec)
+    if (before.base_model, before.method, before.lora) != (spec.base_model, spec.method, spec.lora):
+        return [_problem(("resume_from_checkpoint", "job_id"), f"job {job.id} trained another model: its "
+                         "base_model, method and lora settings must be the same as this job's", "model_mismatch")]
+    return []

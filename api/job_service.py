@@ -4,6 +4,7 @@ import hashlib
 import json
 from typing import Any
 
+from fastapi import HTTPException
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,25 +24,30 @@ def request_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def all_problems(session: Session, settings: Settings, spec: JobSpec) -> list[dict[str, Any]]:
-    problems, _ = server_problems(session, settings, spec)
+def all_problems(session: Session, settings: Settings, tenant_id: int, spec: JobSpec) -> list[dict[str, Any]]:
+    problems = server_problems(session, settings, tenant_id, spec)
     return [problem(("body", *p["loc"]), p["msg"], p["type"]) for p in spec_problems(spec) + problems]
 
 
 def submit_job(
-    session: Session, settings: Settings, spec: JobSpec, body_hash: str, idempotency_key: str | None
+    session: Session, settings: Settings, tenant_id: int, spec: JobSpec, body_hash: str,
+    idempotency_key: str | None,
 ) -> tuple[Job, bool]:
     """The job and whether it was created now (False: an earlier request with the same key)."""
     if idempotency_key:
-        earlier = queries.get_job_by_idempotency_key(session, idempotency_key)
+        earlier = queries.get_job_by_idempotency_key(session, tenant_id, idempotency_key)
         if earlier is not None:
             return _same_request(earlier, body_hash), False
-    if problems := all_problems(session, settings, spec):
+    if problems := all_problems(session, settings, tenant_id, spec):
         raise unprocessable(problems)
+    if queries.count_queued(session, tenant_id) >= settings.max_queued_jobs_per_tenant:
+        raise HTTPException(429, f"this tenant already has {settings.max_queued_jobs_per_tenant} queued "
+                                 "jobs, the limit; wait for some to start or cancel some",
+                            headers={"Retry-After": "60"})
     queue = spec.resources.queue or settings.default_queue
     try:
         job, run = queries.create_job(
-            session, spec=spec.model_dump(mode="json"), dataset_id=spec.dataset_id, queue=queue,
+            session, tenant_id=tenant_id, spec=spec.model_dump(mode="json"), dataset_id=spec.dataset_id, queue=queue,
             name=spec.name, idempotency_key=idempotency_key, request_hash=body_hash,
         )
         # The stored spec names its folder, so the worker never has to invent it.
@@ -50,7 +56,7 @@ def submit_job(
         session.commit()
     except IntegrityError:
         session.rollback()
-        earlier = queries.get_job_by_idempotency_key(session, idempotency_key) if idempotency_key else None
+        earlier = queries.get_job_by_idempotency_key(session, tenant_id, idempotency_key) if idempotency_key else None
         if earlier is None:
             raise
         return _same_request(earlier, body_hash), False

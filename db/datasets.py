@@ -14,12 +14,16 @@ def add_dataset(session: Session, **fields) -> Dataset:
     return dataset
 
 
-def get_dataset(session: Session, dataset_id: int) -> Dataset | None:
-    return session.get(Dataset, dataset_id)
+def get_dataset(session: Session, dataset_id: int, tenant_id: int | None = None) -> Dataset | None:
+    """The dataset; with `tenant_id`, only if that tenant owns it."""
+    dataset = session.get(Dataset, dataset_id)
+    if dataset is None or (tenant_id is not None and dataset.tenant_id != tenant_id):
+        return None
+    return dataset
 
 
-def list_datasets(session: Session, *, before: int | None, limit: int) -> list[Dataset]:
-    query = select(Dataset)
+def list_datasets(session: Session, tenant_id: int, *, before: int | None, limit: int) -> list[Dataset]:
+    query = select(Dataset).where(Dataset.tenant_id == tenant_id)
     if before is not None:
         query = query.where(Dataset.id < before)
     return list(session.scalars(query.order_by(Dataset.id.desc()).limit(limit)))

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from db.events import add_event
@@ -13,6 +13,7 @@ from db.status import FINISHED_JOB_STATES, JobStatus, RunStatus
 def create_job(
     session: Session,
     *,
+    tenant_id: int,
     spec: dict[str, Any],
     dataset_id: int,
     queue: str,
@@ -22,6 +23,7 @@ def create_job(
 ) -> tuple[Job, Run]:
     """A queued job with its first run (attempt 1)."""
     job = Job(
+        tenant_id=tenant_id,
         name=name,
         status=JobStatus.QUEUED,
         spec=spec,
@@ -42,19 +44,29 @@ def create_job(
     return job, run
 
 
-def get_job(session: Session, job_id: int) -> Job | None:
-    return session.get(Job, job_id)
+def get_job(session: Session, job_id: int, tenant_id: int | None = None) -> Job | None:
+    """The job; with `tenant_id`, only if that tenant owns it."""
+    job = session.get(Job, job_id)
+    if job is None or (tenant_id is not None and job.tenant_id != tenant_id):
+        return None
+    return job
 
 
-def get_job_by_idempotency_key(session: Session, key: str) -> Job | None:
-    return session.scalar(select(Job).where(Job.idempotency_key == key))
+def get_job_by_idempotency_key(session: Session, tenant_id: int, key: str) -> Job | None:
+    return session.scalar(select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key))
+
+
+def count_queued(session: Session, tenant_id: int) -> int:
+    return session.scalar(
+        select(func.count()).where(Job.tenant_id == tenant_id, Job.status == JobStatus.QUEUED)
+    )
 
 
 def list_jobs(
-    session: Session, *, statuses: list[str] | None, before: int | None, limit: int
+    session: Session, tenant_id: int, *, statuses: list[str] | None, before: int | None, limit: int
 ) -> list[Job]:
     """Newest first; `before` is the id of the last job the client has seen."""
-    query = select(Job)
+    query = select(Job).where(Job.tenant_id == tenant_id)
     if statuses:
         query = query.where(Job.status.in_(statuses))
     if before is not None:

@@ -174,6 +174,9 @@ class JobSpec(SpecModel):
     resume_from_checkpoint: ResumeFrom | None = Field(
         None, description="Start from a checkpoint of an earlier job (by job id and step, never a path)."
     )
+    trust_remote_code: bool = Field(
+        False, description="Run Python code shipped with the model; refused unless the server allows it."
+    )
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Where and how the job runs.")
 
     @field_validator("resume_from_checkpoint", mode="before")

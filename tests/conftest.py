@@ -66,12 +66,16 @@ def use_backend(monkeypatch: pytest.MonkeyPatch, backend: Backend) -> None:
 
 @pytest.fixture(scope="session")
 def postgres_migrated() -> str:
+    """A clean schema, whatever an earlier run left in the database, built by the migrations."""
+    engine = create_engine(POSTGRES_URL)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
     os.environ["TRAINDOCK_DATABASE_URL"] = POSTGRES_URL
     reset_caches()
     try:
-        config = alembic_config()
-        command.downgrade(config, "base")
-        command.upgrade(config, "head")
+        command.upgrade(alembic_config(), "head")
     finally:
         del os.environ["TRAINDOCK_DATABASE_URL"]
         reset_caches()
@@ -82,7 +86,8 @@ def truncate_postgres(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as connection:
         connection.execute(text(
-            "TRUNCATE metric_points, checkpoints, events, runs, jobs, datasets RESTART IDENTITY CASCADE"
+            "TRUNCATE metric_points, checkpoints, events, runs, jobs, datasets, api_keys, tenants "
+            "RESTART IDENTITY CASCADE"
         ))
     engine.dispose()
     import redis

@@ -45,7 +45,11 @@ def run_worker(args) -> None:
 
 def up(args) -> None:
     """API and one worker on this machine (the embedded default needs no servers)."""
+    from traindock.keys import ensure_first_key
+    from traindock.settings import get_settings
+
     migrate()
+    ensure_first_key(get_settings())
     worker = subprocess.Popen([sys.executable, "-m", "traindock.cli", "worker", "--loglevel", "warning"])
     try:
         serve_api(args)
@@ -58,7 +62,7 @@ def up(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from traindock import client, demo
+    from traindock import client, demo, keys
 
     parser = argparse.ArgumentParser(prog="traindock", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -83,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("demo", demo.run, "Train a tiny local model end to end through the API.")
     sub.add_argument("--url", help="API to use (default: start a private API and worker).")
     client.add_commands(add)
+    keys.add_commands(commands)
     return parser
 
 

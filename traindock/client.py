@@ -13,7 +13,12 @@ FINISHED = {"succeeded", "failed", "cancelled"}
 
 
 def api(url: str | None = None) -> httpx.Client:
-    return httpx.Client(base_url=url or get_settings().api_url, timeout=30)
+    from traindock.keys import saved_key
+
+    settings = get_settings()
+    key = saved_key(settings)
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.Client(base_url=url or settings.api_url, timeout=30, headers=headers)
 
 
 def _check(response: httpx.Response) -> dict:

@@ -23,21 +23,34 @@ def resolve_base_model(name: str, model_roots: list[Path]) -> Path | None:
     names no such folder. Raises PathRefused for anything that would reach outside the roots."""
     if "\x00" in name:
         raise PathRefused("must not contain NUL bytes")
-    candidate = Path(name)
-    candidates = [candidate] if candidate.is_absolute() else [root / candidate for root in model_roots]
-    for path in candidates:
-        resolved = path.resolve()
-        if not any(resolved.is_relative_to(root) for root in model_roots):
-            if candidate.is_absolute() or path.exists():
+    path = Path(name)
+    try:
+        if path.is_absolute():
+            resolved = path.resolve()
+            if not _inside(resolved, model_roots):
                 raise PathRefused("must be a hub id or a folder inside one of the server's model roots")
-            continue
-        if resolved.is_dir():
+            if not resolved.is_dir():
+                raise PathRefused("names no folder inside the server's model roots")
             return resolved
-    if candidate.is_absolute():
-        raise PathRefused("no such model folder inside the server's model roots")
+        if ".." in path.parts:
+            raise PathRefused("must not contain '..'")
+        for root in model_roots:
+            candidate = root / path
+            if candidate.is_symlink() or candidate.exists():
+                resolved = candidate.resolve()
+                if not _inside(resolved, model_roots):
+                    raise PathRefused("leads outside the server's model roots (through a symlink)")
+                if resolved.is_dir():
+                    return resolved
+    except OSError as exc:
+        raise PathRefused(f"is not a usable folder name ({exc.strerror})") from None
     if is_hub_id(name):
         return None
     raise PathRefused("is neither a hub id (org/name) nor a folder inside one of the server's model roots")
+
+
+def _inside(path: Path, roots: list[Path]) -> bool:
+    return any(path.is_relative_to(root) for root in roots)
 
 
 def check_output_name(name: str) -> None:
@@ -53,7 +66,8 @@ def check_output_name(name: str) -> None:
         raise PathRefused("must name a folder")
 
 
-def job_output_dir(jobs_dir: Path, output_name: str | None, job_id: int) -> Path:
+def job_output_dir(jobs_dir: Path, tenant_id: int, output_name: str | None, job_id: int) -> Path:
+    """Each tenant's outputs live in a folder of their own, so names never collide across tenants."""
     name = output_name or f"job-{job_id}"
     check_output_name(name)
-    return jobs_dir / name
+    return jobs_dir / f"tenant-{tenant_id}" / name

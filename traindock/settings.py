@@ -3,7 +3,7 @@
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,10 +23,25 @@ class Settings(BaseSettings):
     model_roots: list[Path] | None = Field(
         None, description="Folders local base models may be loaded from. Default: <data_dir>/models."
     )
+    api_key: SecretStr | None = Field(
+        None, description="Key the CLI's client commands send; default the one `traindock up` saved."
+    )
     api_url: str = Field(
         "http://127.0.0.1:8000", description="Where the CLI's client commands find the API."
     )
     max_upload_bytes: int = Field(512 * 1024 * 1024, description="Largest dataset upload accepted.")
+    max_line_bytes: int = Field(1024 * 1024, description="Longest JSONL line of a dataset.")
+    max_dataset_rows: int = Field(10_000_000, description="Most rows in one dataset.")
+    max_request_bytes: int = Field(
+        1024 * 1024, description="Largest request body, uploads excepted (they have max_upload_bytes)."
+    )
+    max_queued_jobs_per_tenant: int = Field(100, description="Queued jobs one tenant may have at once.")
+    allow_trust_remote_code: bool = Field(
+        False, description="Let specs set trust_remote_code (runs code shipped with a model)."
+    )
+    hub_token: SecretStr | None = Field(
+        None, description="Hugging Face Hub token, given to training processes; never stored or shown."
+    )
     default_queue: str = Field("gpu", description="Queue a job goes to when its spec names none.")
     heartbeat_interval_s: float = Field(5.0, description="How often a running job's heartbeat is written.")
     heartbeat_timeout_s: float = Field(

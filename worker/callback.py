@@ -169,6 +169,7 @@ class ReportingCallback(TrainerCallback):
             "steps_per_second": steps_per_second,
             "tokens_per_second": tokens_per_second,
             "eta_seconds": eta_seconds,
+            "loss": next((entry["loss"] for entry in reversed(state.log_history) if "loss" in entry), None),
             "attempt": self.attempt,
             "updated_at": utcnow().isoformat(),
         }

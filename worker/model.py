@@ -8,6 +8,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from jobspec.model import JobSpec
 from traindock.paths import PathRefused, resolve_base_model
+from traindock.settings import get_settings
 from worker.errors import BadModel, is_out_of_memory
 
 
@@ -36,8 +37,15 @@ def _load(what: str, base_model: str, load):
         ) from exc
 
 
-def load_tokenizer(source: str, base_model: str):
-    tokenizer = _load("tokenizer", base_model, lambda: AutoTokenizer.from_pretrained(source))
+def remote_code_allowed(spec: JobSpec) -> bool:
+    """Both the spec and this server's settings must allow running a model's own code (the API
+    refuses the spec otherwise; this holds even for a spec that got past it)."""
+    return spec.trust_remote_code and get_settings().allow_trust_remote_code
+
+
+def load_tokenizer(source: str, base_model: str, *, trust_remote_code: bool = False):
+    tokenizer = _load("tokenizer", base_model,
+                      lambda: AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code))
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise BadModel(f"base_model '{base_model}': the tokenizer has neither a pad nor an eos token")
@@ -49,7 +57,9 @@ def load_model(source: str, base_model: str, spec: JobSpec) -> PreTrainedModel:
     # Full fine-tuning keeps fp32 master weights (mixed precision autocasts from them); LoRA trains
     # only the adapters, so the frozen base may stay in its stored dtype and half the memory.
     dtype = torch.float32 if spec.method == "full" else "auto"
-    return _load("model", base_model, lambda: AutoModelForCausalLM.from_pretrained(source, dtype=dtype))
+    trust = remote_code_allowed(spec)
+    return _load("model", base_model,
+                 lambda: AutoModelForCausalLM.from_pretrained(source, dtype=dtype, trust_remote_code=trust))
 
 
 def prepare_for_training(model: PreTrainedModel, spec: JobSpec):

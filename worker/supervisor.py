@@ -4,6 +4,7 @@ a fresh interpreter returns all GPU memory when it exits, and a hard kill of it 
 worker down."""
 
 import ctypes
+import os
 import signal
 import subprocess
 import sys
@@ -43,10 +44,13 @@ def supervise(run_id: int, worker_name: str) -> str:
         job_id, attempt = run.job_id, run.attempt
     log_path = settings.root / "logs" / f"job-{job_id}" / f"attempt-{attempt}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    if settings.hub_token is not None:  # secrets reach training only through its environment
+        env["HF_TOKEN"] = settings.hub_token.get_secret_value()
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "worker.train", "--run-id", str(run_id)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             preexec_fn=_die_with_parent,
         )
     with session_scope() as session:

@@ -46,7 +46,7 @@ from worker.errors import (
     EXIT_FAILED, EXIT_STOPPED, EXIT_SUCCEEDED, BadDataset, Bf16Unsupported, TrainingFailure,
     TrainingStopped, classify,
 )
-from worker.model import load_model, load_tokenizer, model_source, prepare_for_training
+from worker.model import load_model, load_tokenizer, model_source, prepare_for_training, remote_code_allowed
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def load_context(run_id: int) -> RunContext:
         dataset = get_dataset(session, job.dataset_id) if job.dataset_id is not None else None
         if dataset is None:
             raise BadDataset(f"dataset {spec.dataset_id} was deleted")
-        output_dir = job_output_dir(get_settings().jobs_dir, spec.output_dir, job.id)
+        output_dir = job_output_dir(get_settings().jobs_dir, job.tenant_id, spec.output_dir, job.id)
         return RunContext(
             run_id=run.id,
             job_id=job.id,
@@ -131,7 +131,7 @@ def build_trainer(
 ) -> Trainer:
     spec = context.spec
     source = model_source(spec.base_model, get_settings().effective_model_roots)
-    tokenizer = load_tokenizer(source, spec.base_model)
+    tokenizer = load_tokenizer(source, spec.base_model, trust_remote_code=remote_code_allowed(spec))
     train_set, eval_set = build_datasets(
         context.dataset_path, context.dataset_format, tokenizer, spec.data, spec.training.seed
     )

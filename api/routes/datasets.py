@@ -4,11 +4,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, Request, Response, UploadFile
+from fastapi import APIRouter, File, Query, Response, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
-from api.dataset_upload import UploadRejected, check_and_store
+from api.dataset_upload import Limits, UploadRejected, check_and_store
+from api.auth import CurrentTenant
 from api.deps import SessionDep, SettingsDep
 from api.errors import conflict, not_found
 from api.pagination import LimitQuery, Page, next_cursor
@@ -39,22 +40,20 @@ class UploadError(BaseModel):
                422: {"model": UploadError, "description": "A line that is not a valid row"}},
 )
 def upload_dataset(
-    request: Request,
+    tenant: CurrentTenant,
     session: SessionDep,
     settings: SettingsDep,
     response: Response,
     file: Annotated[UploadFile, File(description="JSONL: alpaca, chat or text rows, one per line.")],
 ):
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + 64 * 1024:
-        return _rejected(UploadRejected(413, f"the file is larger than the limit of {settings.max_upload_bytes} bytes"))
     try:
-        checked = check_and_store(file.file, settings.datasets_dir, settings.max_upload_bytes)
+        limits = Limits(settings.max_upload_bytes, settings.max_line_bytes, settings.max_dataset_rows)
+        checked = check_and_store(file.file, settings.datasets_dir, limits)
     except UploadRejected as rejected:
         return _rejected(rejected)
     try:
         dataset = queries.add_dataset(
-            session, filename=Path(file.filename or "dataset.jsonl").name[:255], path="",
+            session, tenant_id=tenant.id, filename=Path(file.filename or "dataset.jsonl").name[:255], path="",
             format=checked.format, rows=checked.rows, bytes=checked.bytes, sha256=checked.sha256,
         )
         final = settings.datasets_dir / f"{dataset.id}.jsonl"
@@ -81,25 +80,26 @@ def _rejected(rejected: UploadRejected) -> JSONResponse:
 
 @router.get("", response_model=Page[DatasetOut])
 def list_datasets(
+    tenant: CurrentTenant,
     session: SessionDep,
     cursor: Annotated[int | None, Query(description="next_cursor of the previous page")] = None,
     limit: LimitQuery = 50,
 ):
-    items = queries.list_datasets(session, before=cursor, limit=limit)
+    items = queries.list_datasets(session, tenant.id, before=cursor, limit=limit)
     return Page(items=items, next_cursor=next_cursor(items, limit, lambda d: d.id))
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut)
-def get_dataset(dataset_id: int, session: SessionDep):
-    dataset = queries.get_dataset(session, dataset_id)
+def get_dataset(dataset_id: int, tenant: CurrentTenant, session: SessionDep):
+    dataset = queries.get_dataset(session, dataset_id, tenant.id)
     if dataset is None:
         raise not_found("dataset", dataset_id)
     return dataset
 
 
 @router.delete("/{dataset_id}", status_code=204, responses={409: {"description": "In use by an active job"}})
-def delete_dataset(dataset_id: int, session: SessionDep):
-    dataset = queries.get_dataset(session, dataset_id)
+def delete_dataset(dataset_id: int, tenant: CurrentTenant, session: SessionDep):
+    dataset = queries.get_dataset(session, dataset_id, tenant.id)
     if dataset is None:
         raise not_found("dataset", dataset_id)
     if queries.dataset_in_use(session, dataset_id):

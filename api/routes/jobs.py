@@ -2,9 +2,10 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Header, Query, Response
 from pydantic import ValidationError
 
+from api.auth import CurrentTenant
 from api.deps import SessionDep, SettingsDep
 from api.errors import not_found
 from api.job_control import ResumeRequest, cancel_job, resume_job
@@ -29,8 +30,9 @@ IdempotencyKey = Annotated[
 ]
 
 
-def _job_or_404(session, job_id: int) -> Job:
-    job = queries.get_job(session, job_id)
+def _job_or_404(session, job_id: int, tenant) -> Job:
+    """Another tenant's job is 404 too: its existence is not revealed."""
+    job = queries.get_job(session, job_id, tenant.id)
     if job is None:
         raise not_found("job", job_id)
     return job
@@ -40,11 +42,11 @@ def _job_or_404(session, job_id: int) -> Job:
              responses={200: {"model": JobOut, "description": "Replay of an earlier request with the same Idempotency-Key"},
                         409: {"description": "Idempotency-Key reused with a different body"}})
 def create_job(
-    spec: JobSpec, request: Request, response: Response, session: SessionDep, settings: SettingsDep,
+    spec: JobSpec, response: Response, tenant: CurrentTenant, session: SessionDep, settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ):
     body = spec.model_dump(mode="json")
-    job, created = submit_job(session, settings, spec, request_hash(body), idempotency_key)
+    job, created = submit_job(session, settings, tenant.id, spec, request_hash(body), idempotency_key)
     if not created:
         response.status_code = 200
     response.headers["Location"] = f"/jobs/{job.id}"
@@ -53,7 +55,7 @@ def create_job(
 
 @router.post("/validate", response_model=ValidationReport)
 def validate_job(
-    session: SessionDep, settings: SettingsDep,
+    tenant: CurrentTenant, session: SessionDep, settings: SettingsDep,
     body: Annotated[dict[str, Any], Body(description="A job spec, as for POST /jobs.")],
 ):
     """Dry run: the normalized spec, the errors POST /jobs would give, tuning warnings and
@@ -65,8 +67,8 @@ def validate_job(
             [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in invalid.errors()]
         )
         return ValidationReport(valid=False, spec=None, errors=errors, warnings=[], estimates=None)
-    errors = all_problems(session, settings, spec)
-    dataset = get_dataset(session, spec.dataset_id)
+    errors = all_problems(session, settings, tenant.id, spec)
+    dataset = get_dataset(session, spec.dataset_id, tenant.id)
     return ValidationReport(
         valid=not errors,
         spec=spec.model_dump(mode="json"),
@@ -78,41 +80,42 @@ def validate_job(
 
 @router.get("", response_model=Page[JobOut])
 def list_jobs(
+    tenant: CurrentTenant,
     session: SessionDep,
     status: Annotated[list[JobStatus] | None, Query(description="Only jobs in these states.")] = None,
     cursor: Annotated[int | None, Query(description="next_cursor of the previous page")] = None,
     limit: LimitQuery = 50,
 ):
-    items = queries.list_jobs(session, statuses=status, before=cursor, limit=limit)
+    items = queries.list_jobs(session, tenant.id, statuses=status, before=cursor, limit=limit)
     return Page(items=items, next_cursor=next_cursor(items, limit, lambda job: job.id))
 
 
 @router.get("/{job_id}", response_model=JobOut)
-def get_job(job_id: int, session: SessionDep):
-    return _job_or_404(session, job_id)
+def get_job(job_id: int, tenant: CurrentTenant, session: SessionDep):
+    return _job_or_404(session, job_id, tenant)
 
 
 @router.get("/{job_id}/events", response_model=Page[EventOut])
 def list_events(
-    job_id: int, session: SessionDep,
+    job_id: int, tenant: CurrentTenant, session: SessionDep,
     cursor: Annotated[int | None, Query(description="next_cursor of the previous page")] = None,
     limit: LimitQuery = 100,
 ):
-    _job_or_404(session, job_id)
+    _job_or_404(session, job_id, tenant)
     items = event_queries.list_events(session, job_id, after=cursor, limit=limit)
     return Page(items=items, next_cursor=next_cursor(items, limit, lambda event: event.id))
 
 
 @router.get("/{job_id}/metrics", response_model=Page[MetricPointOut])
 def list_metrics(
-    job_id: int, session: SessionDep,
+    job_id: int, tenant: CurrentTenant, session: SessionDep,
     name: Annotated[list[str] | None, Query(description="Only these metric names (repeatable).")] = None,
     min_step: Annotated[int | None, Query(ge=0)] = None,
     max_step: Annotated[int | None, Query(ge=0)] = None,
     cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")] = None,
     limit: LimitQuery = 500,
 ):
-    _job_or_404(session, job_id)
+    _job_or_404(session, job_id, tenant)
     items = metric_queries.list_metrics(
         session, job_id, names=name, min_step=min_step, max_step=max_step,
         after=metric_queries.parse_cursor(cursor), limit=limit,
@@ -121,25 +124,25 @@ def list_metrics(
 
 
 @router.get("/{job_id}/checkpoints", response_model=list[CheckpointOut])
-def list_checkpoints(job_id: int, session: SessionDep):
-    _job_or_404(session, job_id)
+def list_checkpoints(job_id: int, tenant: CurrentTenant, session: SessionDep):
+    _job_or_404(session, job_id, tenant)
     return checkpoint_queries.list_checkpoints(session, job_id)
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut,
              responses={409: {"description": "The job already finished"}})
-def cancel(job_id: int, session: SessionDep):
+def cancel(job_id: int, tenant: CurrentTenant, session: SessionDep):
     """Queued: cancelled at once, never trains. Running: `cancelling`; the worker writes a
     checkpoint of the current step, stops and frees the GPU, then `cancelled`. Idempotent."""
-    return cancel_job(session, _job_or_404(session, job_id))
+    return cancel_job(session, _job_or_404(session, job_id, tenant))
 
 
 @router.post("/{job_id}/resume", response_model=ResumedJob, status_code=202,
              responses={409: {"description": "The job is active, or succeeded without an extension"},
                         422: {"description": "No usable checkpoint, or an override that cannot change"}})
-def resume(job_id: int, session: SessionDep, request: ResumeRequest | None = None):
+def resume(job_id: int, tenant: CurrentTenant, session: SessionDep, request: ResumeRequest | None = None):
     """A new attempt continues from a checkpoint with optimizer, scheduler, RNG state and data
     position restored. From cancelled, failed and interrupted jobs, and from succeeded ones when
     the overrides extend training."""
-    job, warnings = resume_job(session, _job_or_404(session, job_id), request or ResumeRequest())
+    job, warnings = resume_job(session, _job_or_404(session, job_id, tenant), request or ResumeRequest())
     return ResumedJob.model_validate({**JobOut.model_validate(job).model_dump(), "warnings": warnings})

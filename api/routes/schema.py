@@ -1,11 +1,12 @@
 from fastapi import APIRouter
 
+from api.auth import CurrentTenant
 from jobspec import job_spec_json_schema
 
 router = APIRouter(tags=["schema"])
 
 
 @router.get("/schema/job-spec")
-def job_spec_schema() -> dict:
+def job_spec_schema(_tenant: CurrentTenant) -> dict:
     """The JSON Schema of a job spec."""
     return job_spec_json_schema()

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import reset_caches
-from tests.integration.conftest import jsonl
+from tests.integration.conftest import authorized, issue, jsonl
 
 FINISHED = {"succeeded", "failed", "cancelled"}
 
@@ -39,7 +39,7 @@ def stack(backend, models_root, monkeypatch, tmp_path):
     from api.app import create_app
 
     worker = start_worker(tmp_path / "worker.log")
-    with TestClient(create_app()) as client:
+    with TestClient(create_app(), headers=authorized(issue("e2e"))) as client:
         client.worker = worker
         client.backend = backend
         yield client

@@ -95,12 +95,13 @@ def test_resume_from_an_earlier_step_sets_later_checkpoints_aside(stack):
     response = stack.post(f"/jobs/{job['id']}/resume",
                           json={"checkpoint_step": 4, "overrides": {"max_steps": 16, "save_total_limit": 1}})
     assert response.status_code == 202, response.text
-    assert wait_for(stack, job["id"])["status"] == "succeeded"
+    job = wait_for(stack, job["id"])
+    assert job["status"] == "succeeded"
     checkpoints = stack.get(f"/jobs/{job['id']}/checkpoints").json()
     usable = [c for c in checkpoints if not c["deleted"]]
     # The rerun's own newest checkpoint survives rotation, not a stale one from before the resume.
     assert [c["step"] for c in usable] == [16]
-    output = stack.backend.data_dir / "jobs" / job["spec"]["output_dir"]
+    output = Path(job["result"]["final_model_path"]).parent
     assert sorted(p.name for p in output.glob("checkpoint-*")) == ["checkpoint-16"]
     assert {p.name for p in (output / "superseded").glob("attempt-2/checkpoint-*")} == {"checkpoint-8", "checkpoint-12"}
 

@@ -35,8 +35,8 @@ def spec(dataset_id: int, **training) -> dict:
     }
 
 
-def checkpoint_folders(job: dict, output_root: Path) -> set[int]:
-    folder = output_root / "jobs" / job["spec"]["output_dir"]
+def checkpoint_folders(job: dict) -> set[int]:
+    folder = Path(job["result"]["final_model_path"]).parent  # the job's output folder
     return {int(p.name.split("-")[1]) for p in folder.glob("checkpoint-*")}
 
 
@@ -56,7 +56,7 @@ def test_lora_job_reports_progress_metrics_checkpoints_and_result(stack):
 
     checkpoints = stack.get(f"/jobs/{job['id']}/checkpoints").json()
     assert [(c["step"], c["deleted"]) for c in checkpoints] == [(4, True), (8, False), (12, False)]
-    on_disk = checkpoint_folders(job, stack.backend.data_dir)
+    on_disk = checkpoint_folders(job)
     assert {c["step"] for c in checkpoints if not c["deleted"]} == on_disk == {8, 12}
     assert all(Path(c["path"]).is_dir() for c in checkpoints if not c["deleted"])
     assert checkpoints[1]["metrics"]["eval_loss"] == pytest.approx(
@@ -88,7 +88,7 @@ def test_best_checkpoint_is_the_one_with_the_lowest_eval_loss(stack):
     [best] = [c for c in checkpoints if c["is_best"]]
     assert best["step"] == best_step and not best["deleted"]
     assert job["result"]["best_checkpoint"] == best["path"]
-    assert {c["step"] for c in checkpoints if not c["deleted"]} == checkpoint_folders(job, stack.backend.data_dir)
+    assert {c["step"] for c in checkpoints if not c["deleted"]} == checkpoint_folders(job)
 
 
 def test_fractional_epochs_give_the_estimated_number_of_steps(stack):

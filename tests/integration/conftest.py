@@ -14,9 +14,22 @@ def jsonl(rows) -> bytes:
     return "".join(json.dumps(row) + "\n" for row in rows).encode()
 
 
+def issue(tenant: str) -> str:
+    from db.engine import session_scope
+    from db.tenants import issue_key
+
+    with session_scope() as session:
+        return issue_key(session, tenant).secret
+
+
+def authorized(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
 @pytest.fixture
 def client(backend):
-    with TestClient(create_app()) as test_client:
+    """The API as tenant 'acme'."""
+    with TestClient(create_app(), headers=authorized(issue("acme"))) as test_client:
         yield test_client
 
 

@@ -75,7 +75,7 @@ def test_document_aliases_are_stored_under_one_spelling(client, dataset):
     ({"data": {"val_set_size": 20}}, ["body", "data", "val_set_size"], "none to train on"),
     ({"data": {"format": "chat"}}, ["body", "data", "format"], "holds alpaca rows"),
     ({"output_dir": "job-12"}, ["body", "output_dir"], "reserved"),
-    ({"base_model": "../../etc"}, ["body", "base_model"], "model root"),
+    ({"base_model": "../../etc"}, ["body", "base_model"], "must not contain '..'"),
 ])
 def test_invalid_specs_are_422_naming_the_field(client, backend, dataset, change, loc, fragment):
     response = client.post("/jobs", json={**make_spec(dataset["id"]), **change})

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from db.datasets import add_dataset
 from db.engine import session_scope
+from db.tenants import get_or_create_tenant
 from db.jobs import create_job
 from db.runs import claim_run
 from jobspec.model import JobSpec
@@ -32,7 +33,7 @@ def write_dataset(rows: list[dict], fmt: str, name: str = "data.jsonl") -> int:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     with session_scope() as session:
         dataset = add_dataset(
-            session, filename=name, path=str(path), format=fmt, rows=len(rows),
+            session, tenant_id=get_or_create_tenant(session, "worker-tests").id, filename=name, path=str(path), format=fmt, rows=len(rows),
             bytes=path.stat().st_size, sha256="0" * 64,
         )
         return dataset.id
@@ -43,7 +44,7 @@ def start_job(dataset_id: int, *, base_model: str = "tiny", **fields) -> Started
     spec = JobSpec.model_validate({"base_model": base_model, "dataset_id": dataset_id, **fields})
     with session_scope() as session:
         job, run = create_job(
-            session, spec=spec.model_dump(mode="json"), dataset_id=dataset_id, queue="gpu", name=None
+            session, tenant_id=get_or_create_tenant(session, "worker-tests").id, spec=spec.model_dump(mode="json"), dataset_id=dataset_id, queue="gpu", name=None
         )
         started = Started(job.id, run.id)
     with session_scope() as session:
