@@ -2,9 +2,11 @@
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.auth import RequireApiKey
 from api.body_limit import BodySizeLimit
-from api.errors import validation_error_handler
+from api.errors import body_error_handler, validation_error_handler
 from api.routes import datasets, health, jobs, schema
 from traindock.settings import get_settings
 
@@ -18,7 +20,31 @@ def create_app() -> FastAPI:
         description="Self-hosted REST service that runs LLM fine-tuning jobs.",
     )
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, body_error_handler)
+    # Outermost first: the body limit counts every byte, and no anonymous body is read at all.
+    app.add_middleware(RequireApiKey)
     app.add_middleware(BodySizeLimit, settings=settings)
     for module in (health, schema, datasets, jobs):
         app.include_router(module.router)
+    _document_api_key(app)
     return app
+
+
+def _document_api_key(app: FastAPI) -> None:
+    """Name the bearer API key in the OpenAPI document, on every operation that answers 401."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            document = generate()
+            document.setdefault("components", {})["securitySchemes"] = {
+                "ApiKey": {"type": "http", "scheme": "bearer",
+                           "description": "An API key from `traindock keys create`."},
+            }
+            for operations in document["paths"].values():
+                for operation in operations.values():
+                    if "401" in operation.get("responses", {}):
+                        operation["security"] = [{"ApiKey": []}]
+        return app.openapi_schema
+
+    app.openapi = openapi

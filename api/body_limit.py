@@ -30,26 +30,33 @@ class BodySizeLimit:
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             return await _reject(send, limit)
         received = 0
-        started = False
+        started = rejected = False
 
         async def counting_receive():
-            nonlocal received
+            nonlocal received, rejected
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    # Answer now: whoever reads the body may catch the exception (FastAPI turns
+                    # any error while reading a body into a 400), and its answer is dropped.
+                    if not started and not rejected:
+                        rejected = True
+                        await _reject(send, limit)
                     raise BodyTooLarge
             return message
 
         async def tracking_send(message):
             nonlocal started
+            if rejected:
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
-            if not started:
+            if not started and not rejected:
                 await _reject(send, limit)
 
 

@@ -83,6 +83,10 @@ def check_and_store(source: BinaryIO, folder: Path, limits: Limits) -> CheckedUp
                     raise UploadRejected(422, f"invalid JSON: {exc.msg} at column {exc.colno}", number) from None
                 except RowError as exc:
                     raise UploadRejected(422, str(exc), number) from None
+                except RecursionError:
+                    raise UploadRejected(422, "invalid JSON: nested too deeply", number) from None
+                except ValueError as exc:  # e.g. an integer longer than Python converts (4300 digits)
+                    raise UploadRejected(422, f"invalid JSON: {exc}", number) from None
                 if detected is None:
                     detected = fmt
                 elif fmt != detected:

@@ -4,10 +4,33 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jobspec import explain_unknown_fields
+
+
+class Message(BaseModel):
+    """A client error that is not about one field."""
+
+    detail: str
+
+
+def _answer(description: str) -> dict[str, Any]:
+    return {"model": Message, "description": description}
+
+
+# Documented answers, so that every status code the API can give is in the OpenAPI document.
+TOO_LARGE = {413: _answer("Request body larger than the server's limit")}
+AUTHENTICATED = {401: _answer("Missing, invalid or revoked API key"), **TOO_LARGE}
+NOT_FOUND = {404: _answer("No such thing, or it belongs to another tenant")}
+
+
+def conflict_answer(description: str) -> dict[int, dict[str, Any]]:
+    return {409: _answer(description)}
 
 
 def problem(loc: tuple | list, msg: str, type: str = "value_error") -> dict[str, Any]:
@@ -29,6 +52,17 @@ def conflict(message: str) -> HTTPException:
 async def validation_error_handler(_request: Request, exc: RequestValidationError) -> JSONResponse:
     detail = explain_unknown_fields([_strip(error) for error in exc.errors()])
     return JSONResponse(status_code=422, content={"detail": jsonable_encoder(detail)})
+
+
+async def body_error_handler(request: Request, exc: StarletteHTTPException):
+    """FastAPI answers 400 when a JSON body cannot even be decoded (not UTF-8, nested too deep);
+    that is invalid JSON like any other, so it gets the same 422 json_invalid as a syntax error."""
+    cause = exc.__cause__
+    if exc.status_code == 400 and isinstance(cause, (ValueError, RecursionError)):
+        reason = {UnicodeDecodeError: "the body is not UTF-8 encoded JSON",
+                  RecursionError: "the JSON is nested too deeply"}.get(type(cause), "the body is not valid JSON")
+        return JSONResponse(status_code=422, content={"detail": [problem(["body"], reason, "json_invalid")]})
+    return await http_exception_handler(request, exc)
 
 
 def _strip(error: dict[str, Any]) -> dict[str, Any]:

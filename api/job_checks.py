@@ -4,7 +4,7 @@ folder, the output folder, and what the server's settings allow."""
 import re
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from db.checkpoints import usable_checkpoint
@@ -54,14 +54,21 @@ def _output_dir_problems(session: Session, tenant_id: int, name: str | None) -> 
         check_output_name(name)
     except PathRefused as refused:
         return [_problem(("output_dir",), f"output_dir {refused}", "path_refused")]
-    if DEFAULT_OUTPUT_NAME.fullmatch(name):
+    parts = name.split("/")
+    if DEFAULT_OUTPUT_NAME.fullmatch(parts[0]):
         return [_problem(("output_dir",), "names of the form job-<number> are reserved for jobs without "
                          "an output_dir", "output_dir_reserved")]
-    owner = session.scalar(select(Job.id).where(
-        Job.tenant_id == tenant_id, Job.spec["output_dir"].as_string() == name).limit(1))
+    # The same folder, one inside it or one it is inside: sharing would let one job's checkpoint
+    # rotation delete the other's, or one job write into the other's checkpoints.
+    taken = Job.spec["output_dir"].as_string()
+    prefixes = ["/".join(parts[:end]) for end in range(1, len(parts) + 1)]
+    owner = session.execute(select(Job.id, taken).where(
+        Job.tenant_id == tenant_id, or_(taken.in_(prefixes), taken.startswith(name + "/", autoescape=True)),
+    ).limit(1)).first()
     if owner is not None:
-        # Sharing a folder would let one job's checkpoint rotation delete the other's.
-        return [_problem(("output_dir",), f"output_dir '{name}' belongs to job {owner}; choose another name",
+        job_id, theirs = owner
+        where = "" if theirs == name else f" (it overlaps '{theirs}')"
+        return [_problem(("output_dir",), f"output_dir '{name}' belongs to job {job_id}{where}; choose another name",
                          "output_dir_in_use")]
     return []
 

@@ -14,6 +14,7 @@ from db.models import Job
 from db.runs import cancel_if_queued, create_attempt, latest_run
 from db.status import ACTIVE_JOB_STATES, JobStatus, RESUMABLE_JOB_STATES
 from jobspec import JobSpec, ResumeOverrideError, apply_resume_overrides
+from jobspec.model import MAX_STEP
 
 IGNORE_DATA_SKIP_WARNING = (
     "ignore_data_skip is true: the resumed run restarts the epoch's data order and will not "
@@ -25,7 +26,7 @@ class ResumeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     checkpoint_step: int | None = Field(
-        None, ge=1, description="Checkpoint to continue from; default the latest usable one."
+        None, ge=1, le=MAX_STEP, description="Checkpoint to continue from; default the latest usable one."
     )
     overrides: dict[str, Any] = Field(
         default_factory=dict,

@@ -5,9 +5,12 @@ from typing import Annotated, Generic, TypeVar
 from fastapi import Query
 from pydantic import BaseModel
 
+from api.schemas import MAX_ID
+
 T = TypeVar("T")
 
 LimitQuery = Annotated[int, Query(ge=1, le=500, description="Items per page.")]
+CursorQuery = Annotated[int | None, Query(ge=0, le=MAX_ID, description="next_cursor of the previous page")]
 
 
 class Page(BaseModel, Generic[T]):

@@ -1,9 +1,16 @@
 """Response models of jobs and what hangs off them (runs, events, metrics, checkpoints)."""
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
+
+from jobspec.model import MAX_ID
+
+# Ids beyond BIGINT would overflow the query instead of finding nothing: refused (422) up front.
+JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="Id of one of your jobs.")]
+DatasetId = Annotated[int, Path(ge=1, le=MAX_ID, description="Id of one of your datasets.")]
 
 
 class ORMModel(BaseModel):

@@ -54,7 +54,10 @@ def parse_cursor(cursor: str | None) -> tuple[int, str] | None:
     if not cursor:
         return None
     step, _, name = cursor.partition(":")
-    return (int(step), name) if step.isdigit() else None
+    # ASCII digits only ('²'.isdigit() is true but int() refuses it), and no larger than a step can be.
+    if not (step.isascii() and step.isdigit()) or int(step) > 2**31 - 1:
+        return None
+    return int(step), name
 
 
 def list_metrics(

@@ -3,6 +3,7 @@ long random strings, so a fast hash suffices (nothing to brute-force)."""
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -12,6 +13,8 @@ from sqlalchemy.orm import Session
 from db.models import ApiKey, Tenant, utcnow
 
 KEY_PREFIX = "td"
+# td_<key id: hex>_<secret: URL-safe base64>, as issue_key makes them.
+KEY_FORMAT = re.compile(rf"{KEY_PREFIX}_[0-9a-f]{{1,32}}_[A-Za-z0-9_-]{{1,256}}")
 
 
 @dataclass
@@ -45,9 +48,9 @@ def issue_key(session: Session, tenant_name: str) -> IssuedKey:
 
 def tenant_for_key(session: Session, key: str) -> Tenant | None:
     """The tenant of a valid, unrevoked key; None for anything else."""
-    parts = key.split("_", 2)
-    if len(parts) != 3 or parts[0] != KEY_PREFIX:
+    if not KEY_FORMAT.fullmatch(key):  # also keeps NUL bytes away from PostgreSQL
         return None
+    parts = key.split("_", 2)
     api_key = session.scalar(select(ApiKey).where(ApiKey.key_id == parts[1]))
     if api_key is None or api_key.revoked_at is not None:
         return None
@@ -65,9 +68,9 @@ def revoke_key(session: Session, key_id: str) -> bool:
 
 
 def list_keys(session: Session) -> list[tuple[ApiKey, Tenant]]:
-    return list(session.execute(
+    return [(key, tenant) for key, tenant in session.execute(
         select(ApiKey, Tenant).join(Tenant, ApiKey.tenant_id == Tenant.id).order_by(ApiKey.id)
-    ).tuples())
+    )]
 
 
 def any_key_exists(session: Session) -> bool:

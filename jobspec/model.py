@@ -17,9 +17,26 @@ Strategy = Literal["no", "steps", "epoch"]
 LrScheduler = Literal[LR_SCHEDULERS]  # type: ignore[valid-type]
 Optimizer = Literal[OPTIMIZERS]  # type: ignore[valid-type]
 
+# Largest id the database holds (BIGINT) and largest step (INTEGER): a bigger number would overflow
+# the server's query instead of naming nothing.
+MAX_ID = 2**63 - 1
+MAX_STEP = 2**31 - 1
+
 
 class SpecModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # No NaN or infinity (JSON's 1e999 parses as one): neither is a usable hyperparameter, the
+    # estimates overflow on them, and PostgreSQL's json refuses them.
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable_text(cls, value: Any) -> Any:
+        """No NUL byte in any string: PostgreSQL cannot store one, and a spec holding one (in its
+        JSON) breaks later queries over the tenant's specs. (pydantic already refuses lone surrogates.)"""
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str) and "\x00" in text:
+                raise PydanticCustomError("string_nul", "must not contain NUL bytes")
+        return value
 
 
 class DataSpec(SpecModel):
@@ -141,8 +158,8 @@ class TrainingSpec(SpecModel):
 
 
 class ResumeFrom(SpecModel):
-    job_id: int = Field(ge=1, description="Earlier job whose checkpoint starts this one.")
-    step: int | None = Field(None, ge=1, description="Checkpoint step; default the latest usable one.")
+    job_id: int = Field(ge=1, le=MAX_ID, description="Earlier job whose checkpoint starts this one.")
+    step: int | None = Field(None, ge=1, le=MAX_STEP, description="Checkpoint step; default the latest usable one.")
 
 
 class ResourcesSpec(SpecModel):
@@ -162,7 +179,7 @@ class JobSpec(SpecModel):
         min_length=1, max_length=1024,
         description="Hub id (org/name) or a folder inside one of the server's model roots.",
     )
-    dataset_id: int = Field(ge=1, description="Id of an uploaded dataset.")
+    dataset_id: int = Field(ge=1, le=MAX_ID, description="Id of an uploaded dataset.")
     data: DataSpec = Field(default_factory=DataSpec, description="How the dataset becomes examples.")
     method: Literal["lora", "full"] = Field("lora", description="LoRA adapters or full fine-tuning.")
     lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA settings (method 'lora').")

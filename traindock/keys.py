@@ -22,7 +22,8 @@ def saved_key(settings: Settings) -> str | None:
 
 def save_key(settings: Settings, secret: str) -> None:
     path = key_file(settings)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    os.fchmod(descriptor, 0o600)  # the mode of os.open applies only to a file it creates
     with os.fdopen(descriptor, "w") as out:
         out.write(secret + "\n")
 

@@ -1,6 +1,6 @@
 """Where things live under the data root, and the confinement rules for user-given names."""
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 HUB_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
@@ -42,8 +42,15 @@ def resolve_base_model(name: str, model_roots: list[Path]) -> Path | None:
                     raise PathRefused("leads outside the server's model roots (through a symlink)")
                 if resolved.is_dir():
                     return resolved
+        if is_hub_id(name) and Path(name).exists():
+            # transformers loads a hub id that names a folder relative to the working directory
+            # from that folder, which is outside the model roots.
+            raise PathRefused("names a folder relative to the server's working directory, outside its "
+                              "model roots")
     except OSError as exc:
         raise PathRefused(f"is not a usable folder name ({exc.strerror})") from None
+    except RuntimeError:  # Path.resolve on a symlink loop (Python < 3.13)
+        raise PathRefused("is not a usable folder name (a symlink loop)") from None
     if is_hub_id(name):
         return None
     raise PathRefused("is neither a hub id (org/name) nor a folder inside one of the server's model roots")
@@ -54,7 +61,8 @@ def _inside(path: Path, roots: list[Path]) -> bool:
 
 
 def check_output_name(name: str) -> None:
-    """A relative folder name: no absolute path, no '..', no NUL."""
+    """A relative folder name, spelled one way: no absolute path, no '..', no NUL, no '.' or empty
+    parts."""
     if "\x00" in name:
         raise PathRefused("must not contain NUL bytes")
     path = Path(name)
@@ -64,6 +72,9 @@ def check_output_name(name: str) -> None:
         raise PathRefused("must not contain '..' or backslashes")
     if not path.parts or name.strip() in ("", "."):
         raise PathRefused("must name a folder")
+    if PurePosixPath(name).as_posix() != name or "." in name.split("/"):
+        # './x', 'x/', 'x//y' and 'x' are one folder: one spelling, so one job per folder holds.
+        raise PathRefused("must be a plain relative name: no '.' parts, empty parts or trailing '/'")
 
 
 def job_output_dir(jobs_dir: Path, tenant_id: int, output_name: str | None, job_id: int) -> Path:

@@ -4,18 +4,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, Response, UploadFile
+from fastapi import APIRouter, File, Response, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from api.dataset_upload import Limits, UploadRejected, check_and_store
 from api.auth import CurrentTenant
 from api.deps import SessionDep, SettingsDep
-from api.errors import conflict, not_found
-from api.pagination import LimitQuery, Page, next_cursor
+from api.errors import AUTHENTICATED, NOT_FOUND, Message, conflict, conflict_answer, not_found
+from api.pagination import CursorQuery, LimitQuery, Page, next_cursor
+from api.schemas import DatasetId
 from db import datasets as queries
 
-router = APIRouter(prefix="/datasets", tags=["datasets"])
+router = APIRouter(prefix="/datasets", tags=["datasets"], responses=AUTHENTICATED)
 
 
 class DatasetOut(BaseModel):
@@ -36,8 +37,9 @@ class UploadError(BaseModel):
 
 @router.post(
     "", status_code=201, response_model=DatasetOut,
-    responses={413: {"description": "File larger than the upload limit"},
-               422: {"model": UploadError, "description": "A line that is not a valid row"}},
+    responses={400: {"model": Message, "description": "Malformed multipart body"},
+               413: {"model": Message, "description": "File larger than the upload limit, or too many rows"},
+               422: {"model": UploadError, "description": "A line that is not a valid row, or no file"}},
 )
 def upload_dataset(
     tenant: CurrentTenant,
@@ -53,7 +55,7 @@ def upload_dataset(
         return _rejected(rejected)
     try:
         dataset = queries.add_dataset(
-            session, tenant_id=tenant.id, filename=Path(file.filename or "dataset.jsonl").name[:255], path="",
+            session, tenant_id=tenant.id, filename=_filename(file.filename), path="",
             format=checked.format, rows=checked.rows, bytes=checked.bytes, sha256=checked.sha256,
         )
         final = settings.datasets_dir / f"{dataset.id}.jsonl"
@@ -65,6 +67,13 @@ def upload_dataset(
         raise
     response.headers["Location"] = f"/datasets/{dataset.id}"
     return dataset
+
+
+def _filename(given: str | None) -> str:
+    """The upload's own name, for display: no folders, no NUL (PostgreSQL cannot store it), at most
+    the column's 255 characters."""
+    name = Path((given or "").replace("\x00", "")).name[:255]
+    return name or "dataset.jsonl"
 
 
 def _rejected(rejected: UploadRejected) -> JSONResponse:
@@ -82,23 +91,24 @@ def _rejected(rejected: UploadRejected) -> JSONResponse:
 def list_datasets(
     tenant: CurrentTenant,
     session: SessionDep,
-    cursor: Annotated[int | None, Query(description="next_cursor of the previous page")] = None,
+    cursor: CursorQuery = None,
     limit: LimitQuery = 50,
 ):
     items = queries.list_datasets(session, tenant.id, before=cursor, limit=limit)
     return Page(items=items, next_cursor=next_cursor(items, limit, lambda d: d.id))
 
 
-@router.get("/{dataset_id}", response_model=DatasetOut)
-def get_dataset(dataset_id: int, tenant: CurrentTenant, session: SessionDep):
+@router.get("/{dataset_id}", response_model=DatasetOut, responses=NOT_FOUND)
+def get_dataset(dataset_id: DatasetId, tenant: CurrentTenant, session: SessionDep):
     dataset = queries.get_dataset(session, dataset_id, tenant.id)
     if dataset is None:
         raise not_found("dataset", dataset_id)
     return dataset
 
 
-@router.delete("/{dataset_id}", status_code=204, responses={409: {"description": "In use by an active job"}})
-def delete_dataset(dataset_id: int, tenant: CurrentTenant, session: SessionDep):
+@router.delete("/{dataset_id}", status_code=204,
+               responses={**NOT_FOUND, **conflict_answer("In use by a queued or running job")})
+def delete_dataset(dataset_id: DatasetId, tenant: CurrentTenant, session: SessionDep):
     dataset = queries.get_dataset(session, dataset_id, tenant.id)
     if dataset is None:
         raise not_found("dataset", dataset_id)

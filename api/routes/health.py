@@ -5,10 +5,11 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from api.deps import SettingsDep
+from api.errors import TOO_LARGE
 from api.queue import broker_reachable
 from db.engine import get_engine
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], responses=TOO_LARGE)
 
 
 def _check(probe) -> str:

@@ -3,15 +3,23 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Response
-from pydantic import ValidationError
+from pydantic import StringConstraints, ValidationError
 
 from api.auth import CurrentTenant
 from api.deps import SessionDep, SettingsDep
-from api.errors import not_found
+from api.errors import AUTHENTICATED, NOT_FOUND, Message, conflict_answer, not_found
 from api.job_control import ResumeRequest, cancel_job, resume_job
 from api.job_service import all_problems, request_hash, submit_job
-from api.pagination import LimitQuery, Page, next_cursor
-from api.schemas import CheckpointOut, EventOut, JobOut, MetricPointOut, ResumedJob, ValidationReport
+from api.pagination import CursorQuery, LimitQuery, Page, next_cursor
+from api.schemas import (
+    CheckpointOut,
+    EventOut,
+    JobId,
+    JobOut,
+    MetricPointOut,
+    ResumedJob,
+    ValidationReport,
+)
 from db import checkpoints as checkpoint_queries
 from db import events as event_queries
 from db import jobs as queries
@@ -20,12 +28,19 @@ from db.datasets import get_dataset
 from db.models import Job
 from db.status import JobStatus
 from jobspec import JobSpec, estimate, explain_unknown_fields, tuning_warnings
+from jobspec.model import MAX_STEP
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=AUTHENTICATED)
+
+VALIDATION_ERROR = {"$ref": "#/components/schemas/HTTPValidationError"}
+# PostgreSQL cannot compare (or store) text with a NUL byte in it.
+NO_NUL = r"^[^\x00]*$"
+MetricName = Annotated[str, StringConstraints(max_length=128, pattern=NO_NUL)]
 
 IdempotencyKey = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", max_length=255,
+    # Not empty: an empty key was stored and never looked up, so its second use hit the unique index.
+    Header(alias="Idempotency-Key", min_length=1, max_length=255, pattern=NO_NUL,
            description="Same key and body return the first job; same key, other body: 409."),
 ]
 
@@ -40,7 +55,10 @@ def _job_or_404(session, job_id: int, tenant) -> Job:
 
 @router.post("", status_code=201, response_model=JobOut,
              responses={200: {"model": JobOut, "description": "Replay of an earlier request with the same Idempotency-Key"},
-                        409: {"description": "Idempotency-Key reused with a different body"}})
+                        **conflict_answer("Idempotency-Key reused with a different body"),
+                        429: {"model": Message, "description": "The tenant has too many queued jobs; see Retry-After",
+                              "headers": {"Retry-After": {"description": "Seconds to wait",
+                                                          "schema": {"type": "integer"}}}}})
 def create_job(
     spec: JobSpec, response: Response, tenant: CurrentTenant, session: SessionDep, settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
@@ -83,22 +101,22 @@ def list_jobs(
     tenant: CurrentTenant,
     session: SessionDep,
     status: Annotated[list[JobStatus] | None, Query(description="Only jobs in these states.")] = None,
-    cursor: Annotated[int | None, Query(description="next_cursor of the previous page")] = None,
+    cursor: CursorQuery = None,
     limit: LimitQuery = 50,
 ):
     items = queries.list_jobs(session, tenant.id, statuses=status, before=cursor, limit=limit)
     return Page(items=items, next_cursor=next_cursor(items, limit, lambda job: job.id))
 
 
-@router.get("/{job_id}", response_model=JobOut)
-def get_job(job_id: int, tenant: CurrentTenant, session: SessionDep):
+@router.get("/{job_id}", response_model=JobOut, responses=NOT_FOUND)
+def get_job(job_id: JobId, tenant: CurrentTenant, session: SessionDep):
     return _job_or_404(session, job_id, tenant)
 
 
-@router.get("/{job_id}/events", response_model=Page[EventOut])
+@router.get("/{job_id}/events", response_model=Page[EventOut], responses=NOT_FOUND)
 def list_events(
-    job_id: int, tenant: CurrentTenant, session: SessionDep,
-    cursor: Annotated[int | None, Query(description="next_cursor of the previous page")] = None,
+    job_id: JobId, tenant: CurrentTenant, session: SessionDep,
+    cursor: CursorQuery = None,
     limit: LimitQuery = 100,
 ):
     _job_or_404(session, job_id, tenant)
@@ -106,13 +124,14 @@ def list_events(
     return Page(items=items, next_cursor=next_cursor(items, limit, lambda event: event.id))
 
 
-@router.get("/{job_id}/metrics", response_model=Page[MetricPointOut])
+@router.get("/{job_id}/metrics", response_model=Page[MetricPointOut], responses=NOT_FOUND)
 def list_metrics(
-    job_id: int, tenant: CurrentTenant, session: SessionDep,
-    name: Annotated[list[str] | None, Query(description="Only these metric names (repeatable).")] = None,
-    min_step: Annotated[int | None, Query(ge=0)] = None,
-    max_step: Annotated[int | None, Query(ge=0)] = None,
-    cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")] = None,
+    job_id: JobId, tenant: CurrentTenant, session: SessionDep,
+    name: Annotated[list[MetricName] | None, Query(description="Only these metric names (repeatable).")] = None,
+    min_step: Annotated[int | None, Query(ge=0, le=MAX_STEP)] = None,
+    max_step: Annotated[int | None, Query(ge=0, le=MAX_STEP)] = None,
+    cursor: Annotated[str | None, Query(max_length=200, pattern=NO_NUL,
+                                        description="next_cursor of the previous page")] = None,
     limit: LimitQuery = 500,
 ):
     _job_or_404(session, job_id, tenant)
@@ -123,24 +142,26 @@ def list_metrics(
     return Page(items=items, next_cursor=next_cursor(items, limit, metric_queries.cursor_of))
 
 
-@router.get("/{job_id}/checkpoints", response_model=list[CheckpointOut])
-def list_checkpoints(job_id: int, tenant: CurrentTenant, session: SessionDep):
+@router.get("/{job_id}/checkpoints", response_model=list[CheckpointOut], responses=NOT_FOUND)
+def list_checkpoints(job_id: JobId, tenant: CurrentTenant, session: SessionDep):
     _job_or_404(session, job_id, tenant)
     return checkpoint_queries.list_checkpoints(session, job_id)
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut,
-             responses={409: {"description": "The job already finished"}})
-def cancel(job_id: int, tenant: CurrentTenant, session: SessionDep):
+             responses={**NOT_FOUND, **conflict_answer("The job already finished")})
+def cancel(job_id: JobId, tenant: CurrentTenant, session: SessionDep):
     """Queued: cancelled at once, never trains. Running: `cancelling`; the worker writes a
     checkpoint of the current step, stops and frees the GPU, then `cancelled`. Idempotent."""
     return cancel_job(session, _job_or_404(session, job_id, tenant))
 
 
 @router.post("/{job_id}/resume", response_model=ResumedJob, status_code=202,
-             responses={409: {"description": "The job is active, or succeeded without an extension"},
-                        422: {"description": "No usable checkpoint, or an override that cannot change"}})
-def resume(job_id: int, tenant: CurrentTenant, session: SessionDep, request: ResumeRequest | None = None):
+             responses={**NOT_FOUND,
+                        **conflict_answer("The job is active, or succeeded without an extension"),
+                        422: {"description": "No usable checkpoint, or an override that cannot change",
+                              "content": {"application/json": {"schema": VALIDATION_ERROR}}}})
+def resume(job_id: JobId, tenant: CurrentTenant, session: SessionDep, request: ResumeRequest | None = None):
     """A new attempt continues from a checkpoint with optimizer, scheduler, RNG state and data
     position restored. From cancelled, failed and interrupted jobs, and from succeeded ones when
     the overrides extend training."""

@@ -1,9 +1,10 @@
 from fastapi import APIRouter
 
 from api.auth import CurrentTenant
+from api.errors import AUTHENTICATED
 from jobspec import job_spec_json_schema
 
-router = APIRouter(tags=["schema"])
+router = APIRouter(tags=["schema"], responses=AUTHENTICATED)
 
 
 @router.get("/schema/job-spec")
