@@ -21,7 +21,8 @@ def create_app() -> FastAPI:
     )
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, body_error_handler)
-    # Outermost first: the body limit counts every byte, and no anonymous body is read at all.
+    # The middleware added last runs first: the body limit counts every byte, then no anonymous
+    # request's body is read at all.
     app.add_middleware(RequireApiKey)
     app.add_middleware(BodySizeLimit, settings=settings)
     for module in (health, schema, datasets, jobs):

@@ -6,20 +6,13 @@ from typing import Annotated
 from fastapi import Depends
 from sqlalchemy.orm import Session
 
-from db.engine import get_sessionmaker
+from db.engine import session_scope
 from traindock.settings import Settings, get_settings
 
 
 def _session() -> Iterator[Session]:
-    session = get_sessionmaker()()
-    try:
+    with session_scope() as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 SessionDep = Annotated[Session, Depends(_session)]

@@ -9,7 +9,7 @@ from api.errors import conflict, problem, unprocessable
 from api.job_service import enqueue
 from api.queue import revoke_run
 from db.checkpoints import usable_checkpoint
-from db.jobs import set_job_status
+from db.jobs import lock_job, set_job_status
 from db.models import Job
 from db.runs import cancel_if_queued, create_attempt, latest_run
 from db.status import ACTIVE_JOB_STATES, JobStatus, RESUMABLE_JOB_STATES
@@ -36,12 +36,13 @@ class ResumeRequest(BaseModel):
 
 
 def cancel_job(session: Session, job: Job) -> Job:
+    job = lock_job(session, job.id)  # a claim, a finish or another cancel waits for this one
     if job.status in (JobStatus.CANCELLING, JobStatus.CANCELLED):
         return job
     if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
         raise conflict(f"job {job.id} is {job.status}; only queued or running jobs can be cancelled")
     run = latest_run(session, job.id)
-    if job.status in (JobStatus.QUEUED, JobStatus.INTERRUPTED) and cancel_if_queued(session, run.id):
+    if job.status == JobStatus.QUEUED and cancel_if_queued(session, run.id):
         set_job_status(session, job, JobStatus.CANCELLED, "cancelled before it started",
                        run_id=run.id, data={"attempt": run.attempt})
         session.commit()
@@ -56,8 +57,11 @@ def cancel_job(session: Session, job: Job) -> Job:
 
 def resume_job(session: Session, job: Job, request: ResumeRequest) -> tuple[Job, list[str]]:
     """A new attempt of `job`, queued, continuing from a checkpoint. Returns the job and warnings."""
+    job = lock_job(session, job.id)  # of two resumes at once, the second sees the first's attempt
     if job.status in ACTIVE_JOB_STATES:
         raise conflict(f"job {job.id} is {job.status}; cancel it first or wait for it to end")
+    if job.dataset_id is None:
+        raise conflict(f"job {job.id}'s dataset was deleted; upload it again and submit a new job")
     spec = JobSpec.model_validate(job.spec)
     try:
         resumed = apply_resume_overrides(spec, request.overrides)

@@ -10,13 +10,11 @@ from sqlalchemy.orm import Session
 
 from api.errors import conflict, problem, unprocessable
 from api.job_checks import server_problems
-from api.queue import send_run
+from api.queue import producer
 from db import jobs as queries
-from db.events import add_event
 from db.models import Job
-from db.runs import finish_run, get_run
-from db.status import RunStatus
 from jobspec import JobSpec, spec_problems
+from traindock.dispatch import dispatch_run
 from traindock.settings import Settings
 
 
@@ -71,16 +69,6 @@ def _same_request(job: Job, body_hash: str) -> Job:
 
 
 def enqueue(session: Session, job: Job, run_id: int) -> None:
-    """Send the run after its rows are committed; a broker failure fails the job visibly."""
-    try:
-        send_run(run_id, job.queue)
-    except Exception as exc:  # any broker/connection error
-        run = get_run(session, run_id)
-        finish_run(
-            session, run, RunStatus.FAILED, "could not hand the job to the broker",
-            error={"code": "broker_unavailable", "message": f"{type(exc).__name__}: {exc}"},
-        )
-        session.commit()
-        return
-    add_event(session, job.id, "queued", f"sent to queue '{job.queue}'", run_id=run_id)
-    session.commit()
+    """Send the run once its rows are committed; the job shows a broker failure."""
+    dispatch_run(producer(), run_id, job.queue)
+    session.refresh(job)

@@ -5,7 +5,6 @@ from functools import lru_cache
 
 from celery import Celery
 
-from traindock import broker
 from traindock.broker import make_celery, run_task_id
 from traindock.settings import Settings, get_settings
 
@@ -13,19 +12,16 @@ log = logging.getLogger(__name__)
 
 
 @lru_cache
-def _producer() -> Celery:
+def producer() -> Celery:
+    """The API's Celery app: it only sends and revokes."""
     return make_celery(get_settings())
-
-
-def send_run(run_id: int, queue: str) -> None:
-    broker.send_run(_producer(), run_id, queue)
 
 
 def broker_reachable(settings: Settings) -> bool:
     if settings.uses_filesystem_broker:
         folder = settings.broker_folder / "queue"
         return folder.is_dir() and folder.stat() is not None
-    with _producer().connection_for_write() as connection:
+    with producer().connection_for_write() as connection:
         connection.ensure_connection(max_retries=1, timeout=2)
     return True
 
@@ -33,6 +29,6 @@ def broker_reachable(settings: Settings) -> bool:
 def revoke_run(run_id: int) -> None:
     """Best effort: the worker's DB claim refuses a cancelled run even if a delivery arrives."""
     try:
-        _producer().control.revoke(run_task_id(run_id))
+        producer().control.revoke(run_task_id(run_id))
     except Exception:  # the claim is the guarantee; the revoke only saves a delivery
         log.warning("could not revoke run %s", run_id, exc_info=True)

@@ -36,7 +36,3 @@ def dataset_in_use(session: Session, dataset_id: int) -> bool:
             exists().where(Job.dataset_id == dataset_id, Job.status.in_(list(ACTIVE_JOB_STATES)))
         )
     )
-
-
-def dataset_referenced(session: Session, dataset_id: int) -> bool:
-    return session.scalar(select(exists().where(Job.dataset_id == dataset_id)))

@@ -44,6 +44,14 @@ def create_job(
     return job, run
 
 
+def lock_job(session: Session, job_id: int) -> Job | None:
+    """The job, re-read after taking its row's write lock until the transaction ends (PostgreSQL:
+    a row lock; SQLite: the database write lock). Every change of a job's state (claim, finish,
+    interrupt, cancel, resume) takes it first, so two of them never interleave."""
+    session.execute(update(Job).where(Job.id == job_id).values(updated_at=Job.updated_at))
+    return session.get(Job, job_id, populate_existing=True)
+
+
 def get_job(session: Session, job_id: int, tenant_id: int | None = None) -> Job | None:
     """The job; with `tenant_id`, only if that tenant owns it."""
     job = session.get(Job, job_id)

@@ -2,47 +2,25 @@
 
 from typing import Any
 
-from sqlalchemy import and_, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.orm import Session
 
 from db.models import MetricPoint, utcnow
 from db.upsert import upsert
 
 
-def record_metrics(
-    session: Session, job_id: int, run_id: int, step: int, epoch: float | None, values: dict[str, float]
-) -> None:
-    now = utcnow()
-    rows = [
-        {"job_id": job_id, "run_id": run_id, "name": name, "step": step, "epoch": epoch,
-         "value": float(value), "created_at": now}
-        for name, value in values.items()
-    ]
-    upsert(session, MetricPoint, rows, keys=["job_id", "name", "step"],
-           update=["run_id", "epoch", "value", "created_at"])
-
-
 def record_metric_points(
     session: Session, job_id: int, run_id: int, points: list[tuple[int, float | None, dict[str, float]]]
 ) -> None:
-    """Many steps' (step, epoch, values) at once, as one executemany upsert: the statement is
-    compiled once, so hundreds of points cost milliseconds (the training process's batched writes)."""
+    """Many steps' (step, epoch, values) at once (the training process's batched writes)."""
     now = utcnow()
     rows = [
         {"job_id": job_id, "run_id": run_id, "name": name, "step": step, "epoch": epoch,
          "value": float(value), "created_at": now}
         for step, epoch, values in points for name, value in values.items()
     ]
-    if not rows:
-        return
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    statement = insert(MetricPoint)
-    statement = statement.on_conflict_do_update(
-        index_elements=["job_id", "name", "step"],
-        set_={name: statement.excluded[name] for name in ("run_id", "epoch", "value", "created_at")},
-    )
-    session.execute(statement, rows)
+    upsert(session, MetricPoint, rows, keys=["job_id", "name", "step"],
+           update=["run_id", "epoch", "value", "created_at"])
 
 
 def cursor_of(point: MetricPoint) -> str:
@@ -92,3 +70,8 @@ def metrics_at_step(session: Session, job_id: int, step: int) -> dict[str, Any]:
         select(MetricPoint).where(MetricPoint.job_id == job_id, MetricPoint.step == step)
     )
     return {row.name: row.value for row in rows}
+
+
+def delete_after(session: Session, job_id: int, step: int) -> int:
+    """Forget the points past `step`: a resume from there replaces that part of the run."""
+    return session.execute(delete(MetricPoint).where(MetricPoint.job_id == job_id, MetricPoint.step > step)).rowcount

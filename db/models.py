@@ -117,7 +117,6 @@ class Run(TimestampMixin, Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     attempt: Mapped[int]
     status: Mapped[str] = mapped_column(String(16))
-    task_id: Mapped[str | None] = mapped_column(String(64))
     worker: Mapped[str | None] = mapped_column(String(255))
     pid: Mapped[int | None]
     heartbeat_at: Mapped[datetime | None]

@@ -8,7 +8,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from db.events import add_event
-from db.jobs import set_job_status
+from db.jobs import lock_job, set_job_status
 from db.models import Job, Run, utcnow
 from db.status import JobStatus, RunStatus
 
@@ -17,22 +17,20 @@ def get_run(session: Session, run_id: int) -> Run | None:
     return session.get(Run, run_id)
 
 
-def set_task_id(session: Session, run_id: int, task_id: str) -> None:
-    session.execute(update(Run).where(Run.id == run_id).values(task_id=task_id))
-
-
 def claim_run(session: Session, run_id: int, worker: str) -> Run | None:
     """queued -> running, only if still queued. Returns the run when this caller won the claim;
     a second delivery of the same run, or a run cancelled meanwhile, gets None and an event."""
+    run = session.get(Run, run_id)
+    if run is None:
+        return None
+    job = lock_job(session, run.job_id)
     now = utcnow()
     claimed = session.execute(
         update(Run)
         .where(Run.id == run_id, Run.status == RunStatus.QUEUED)
         .values(status=RunStatus.RUNNING, worker=worker, started_at=now, heartbeat_at=now, updated_at=now)
     ).rowcount
-    run = session.get(Run, run_id, populate_existing=True)
-    if run is None:
-        return None
+    session.refresh(run)
     if not claimed:
         add_event(
             session, run.job_id, "delivery_ignored",
@@ -40,7 +38,6 @@ def claim_run(session: Session, run_id: int, worker: str) -> Run | None:
             run_id=run.id, data={"worker": worker, "run_status": run.status},
         )
         return None
-    job = session.get(Job, run.job_id)
     set_job_status(
         session, job, JobStatus.RUNNING, f"attempt {run.attempt} started on {worker}",
         run_id=run.id, data={"attempt": run.attempt, "worker": worker},
@@ -63,26 +60,34 @@ def set_run_error(session: Session, run_id: int, error: dict[str, Any]) -> None:
 
 def finish_run(
     session: Session,
-    run: Run,
+    run_id: int,
     status: RunStatus,
     message: str,
     *,
     exit_code: int | None = None,
     error: dict[str, Any] | None = None,
     data: dict[str, Any] | None = None,
-) -> None:
-    """Record a run's outcome and move its job to the matching final state."""
+    expected: RunStatus = RunStatus.RUNNING,
+) -> Run | None:
+    """Record a run's outcome and move its job to the matching final state, if the run is still
+    `expected`; None (and no change) when something else settled it first, e.g. the recovery of
+    an attempt thought lost."""
+    run = session.get(Run, run_id)
+    job = lock_job(session, run.job_id)
+    session.refresh(run)
+    if run.status != expected:
+        return None
     run.status = status
     run.finished_at = utcnow()
     run.exit_code = exit_code
     if error is not None:
         run.error = error
-    job = session.get(Job, run.job_id)
     job.error = run.error if status == RunStatus.FAILED else None
     set_job_status(
         session, job, JobStatus(status.value), message, run_id=run.id,
         data={"attempt": run.attempt, "exit_code": exit_code, **({"error": error} if error else {}), **(data or {})},
     )
+    return run
 
 
 def latest_run(session: Session, job_id: int) -> Run | None:
@@ -132,6 +137,10 @@ def interrupt_run(
     """running -> interrupted, atomically (and only if its heartbeat is still older than
     `heartbeat_before`, when given): of several workers noticing a lost run, one wins. The job's
     state is the caller's to decide (worker/recovery.py)."""
+    run = session.get(Run, run_id)
+    if run is None:
+        return None
+    lock_job(session, run.job_id)
     condition = [Run.id == run_id, Run.status == RunStatus.RUNNING]
     if heartbeat_before is not None:
         condition.append(Run.heartbeat_at < heartbeat_before)

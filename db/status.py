@@ -24,5 +24,7 @@ class RunStatus(StrEnum):
 
 FINISHED_JOB_STATES = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
 # A job may be resumed from these (and from succeeded when the overrides extend training).
-RESUMABLE_JOB_STATES = {JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.INTERRUPTED}
-ACTIVE_JOB_STATES = {JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELLING, JobStatus.INTERRUPTED}
+# `interrupted` is never one a job rests in: in the same transaction it moves on to queued (an
+# automatic restart) or failed.
+RESUMABLE_JOB_STATES = {JobStatus.CANCELLED, JobStatus.FAILED}
+ACTIVE_JOB_STATES = {JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELLING}

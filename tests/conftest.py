@@ -43,13 +43,13 @@ def alembic_config() -> Config:
 
 
 def reset_caches() -> None:
-    from api.queue import _producer
+    from api.queue import producer
     from db.engine import get_engine, get_sessionmaker
     from traindock.settings import get_settings
 
     if get_engine.cache_info().currsize:
         get_engine().dispose()
-    for cached in (get_settings, get_engine, get_sessionmaker, _producer):
+    for cached in (get_settings, get_engine, get_sessionmaker, producer):
         cached.cache_clear()
 
 

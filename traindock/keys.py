@@ -5,7 +5,7 @@ import sys
 
 from db.engine import session_scope
 from db.tenants import any_key_exists, issue_key, list_keys, revoke_key
-from traindock.settings import Settings, get_settings
+from traindock.settings import Settings
 
 
 def key_file(settings: Settings):

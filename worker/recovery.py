@@ -1,6 +1,7 @@
 """What happens after an attempt is lost (its worker died, or its training process was killed):
 an automatic resume from the latest usable checkpoint as a new attempt, up to
-resources.max_restarts, never for errors that a retry cannot fix. Every live worker looks for
+resources.max_restarts. (Errors a retry cannot fix are failures, not interruptions: they never
+come here.) Every live worker looks for
 lost attempts periodically; the atomic interrupt lets exactly one of them act."""
 
 import logging
@@ -18,14 +19,10 @@ from db.models import Job, Run, utcnow
 from db.runs import count_runs, create_attempt, interrupt_run, stale_run_ids
 from db.status import JobStatus
 from jobspec import JobSpec
-from traindock.broker import send_run
+from traindock.dispatch import dispatch_run
 from traindock.settings import get_settings
 
 log = logging.getLogger(__name__)
-
-# A new attempt would fail the same way.
-PERMANENT_ERRORS = {"bad_model", "bad_dataset", "out_of_memory", "bf16_unsupported", "validation"}
-
 
 def after_interruption(session: Session, run: Run, error: dict[str, Any]) -> int | None:
     """Decide the job's fate after `run` was interrupted. Returns the id of a new attempt to send
@@ -41,8 +38,8 @@ def after_interruption(session: Session, run: Run, error: dict[str, Any]) -> int
                    run_id=run.id, data={"attempt": run.attempt, "error": error})
     allowed = JobSpec.model_validate(job.spec).resources.max_restarts
     used = count_runs(session, job.id, "restarted")
-    if error["code"] in PERMANENT_ERRORS or used >= allowed:
-        why = "a retry cannot fix it" if error["code"] in PERMANENT_ERRORS else f"{used} of {allowed} automatic restarts used"
+    if used >= allowed:
+        why = f"{used} of {allowed} automatic restarts used"
         job.error = {**error, "message": f"{error['message']} ({why})"}
         set_job_status(session, job, JobStatus.FAILED, f"failed: {error['message']}; not restarting: {why}",
                        run_id=run.id, data={"attempt": run.attempt, "error": job.error})
@@ -72,7 +69,7 @@ def recover_lost_runs(app: Celery) -> list[int]:
             new_run_id = after_interruption(session, run, error) if run else None
             queue = session.get(Job, run.job_id).queue if run else None
         if new_run_id:
-            send_run(app, new_run_id, queue)
+            dispatch_run(app, new_run_id, queue)
             restarted.append(new_run_id)
     return restarted
 

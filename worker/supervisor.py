@@ -9,15 +9,16 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from db.checkpoints import list_checkpoints
+from db.checkpoints import usable_checkpoint
 from db.engine import session_scope
 from db.events import add_event
 from db.jobs import get_status
 from db.runs import beat, claim_run, finish_run, get_run, interrupt_run, set_pid
 from db.status import JobStatus, RunStatus
-from traindock.broker import send_run
+from traindock.dispatch import dispatch_run
 from traindock.settings import get_settings
 from worker.celery_app import app
 from worker.errors import EXIT_STOPPED
@@ -57,18 +58,34 @@ def supervise(run_id: int, worker_name: str) -> str:
         set_pid(session, run_id, process.pid)
         add_event(session, job_id, "process_started", f"training process {process.pid} started",
                   run_id=run_id, data={"pid": process.pid, "log": str(log_path), "attempt": attempt})
-    stop_requested_at, killed = _watch(process, run_id, job_id, settings)
-    return _record_outcome(run_id, process.returncode, stop_requested_at, killed, log_path)
+    try:
+        watched = _watch(process, run_id, job_id, settings)
+    except BaseException:
+        # Never leave a training process without its supervisor (the recovery would start a
+        # second one beside it).
+        process.kill()
+        process.wait()
+        raise
+    return _record_outcome(run_id, process.returncode, watched, log_path)
 
 
-def _watch(process: subprocess.Popen, run_id: int, job_id: int, settings) -> tuple[float | None, bool]:
-    """Wait for the process, beating and relaying a cancel. Returns (when a stop was asked, killed)."""
+@dataclass
+class Watched:
+    stop_requested: bool = False
+    killed_after_grace: bool = False
+    settled_elsewhere: str | None = None  # the run's status when something else ended it
+
+
+def _watch(process: subprocess.Popen, run_id: int, job_id: int, settings) -> Watched:
+    """Wait for the process, beating, relaying a cancel, and stopping it if its attempt was
+    settled elsewhere (the recovery took it for lost)."""
+    watched = Watched()
     last_beat = time.monotonic()
-    stop_requested_at: float | None = None
+    stop_requested_at = 0.0
     while True:
         try:
             process.wait(timeout=POLL_S)
-            return stop_requested_at, False
+            return watched
         except subprocess.TimeoutExpired:
             pass
         now = time.monotonic()
@@ -76,50 +93,66 @@ def _watch(process: subprocess.Popen, run_id: int, job_id: int, settings) -> tup
             if now - last_beat >= settings.heartbeat_interval_s:
                 beat(session, run_id)
                 last_beat = now
-            cancelling = get_status(session, job_id) == JobStatus.CANCELLING
-        if cancelling and stop_requested_at is None:
+            job_status = get_status(session, job_id)
+            run_status = get_run(session, run_id).status
+        if run_status != RunStatus.RUNNING:
+            process.kill()
+            process.wait()
+            watched.settled_elsewhere = run_status
+            return watched
+        if job_status == JobStatus.CANCELLING and not watched.stop_requested:
             process.send_signal(signal.SIGUSR1)
-            stop_requested_at = now
+            watched.stop_requested, stop_requested_at = True, now
             with session_scope() as session:
                 add_event(session, job_id, "stop_requested",
                           "asked the training process to checkpoint and stop", run_id=run_id)
-        if stop_requested_at is not None and now - stop_requested_at > settings.cancel_grace_s:
+        if watched.stop_requested and now - stop_requested_at > settings.cancel_grace_s:
             process.kill()
             process.wait()
-            return stop_requested_at, True
+            watched.killed_after_grace = True
+            return watched
 
 
-def _record_outcome(run_id: int, code: int, stop_requested_at: float | None, killed: bool, log_path: Path) -> str:
+def _record_outcome(run_id: int, code: int, watched: Watched, log_path: Path) -> str:
     restart_run_id = None
     with session_scope() as session:
         run = get_run(session, run_id)
-        if killed:
-            finish_run(session, run, RunStatus.CANCELLED,
+        if watched.settled_elsewhere:
+            add_event(session, run.job_id, "process_stopped",
+                      f"attempt {run.attempt} was already {watched.settled_elsewhere}; its training "
+                      "process was stopped", run_id=run_id, data={"exit_code": code})
+            return watched.settled_elsewhere
+        if watched.killed_after_grace:
+            finish_run(session, run_id, RunStatus.CANCELLED,
                        "cancelled: the training process did not stop within the grace period and was "
                        "killed; no final checkpoint was written", exit_code=code)
-        elif code == EXIT_STOPPED:
-            steps = [c.step for c in list_checkpoints(session, run.job_id) if not c.deleted]
-            step = max(steps) if steps else None
-            finish_run(session, run, RunStatus.CANCELLED,
-                       f"cancelled; checkpoint of step {step} written" if step else "cancelled",
+        elif code == EXIT_STOPPED and watched.stop_requested:
+            checkpoint = usable_checkpoint(session, run.job_id)
+            step = checkpoint.step if checkpoint else None
+            finish_run(session, run_id, RunStatus.CANCELLED,
+                       f"cancelled; checkpoint of step {step} written" if step is not None else "cancelled",
                        exit_code=code, data={"checkpoint_step": step})
         elif code == 0:
-            message = "succeeded" if stop_requested_at is None else "succeeded: training finished before the stop took effect"
-            finish_run(session, run, RunStatus.SUCCEEDED, message, exit_code=code)
-        elif code < 0:
-            # Killed from outside (kill -9, the kernel's OOM killer): a lost attempt, like a lost worker.
-            error = {"code": "crashed", "message": _crash_message(code)}
-            run.exit_code = code
-            add_event(session, run.job_id, "traceback", _tail(log_path), run_id=run_id)
-            if interrupt_run(session, run_id, error):
-                restart_run_id = after_interruption(session, run, error)
+            message = "succeeded: training finished before the stop took effect" if watched.stop_requested else "succeeded"
+            finish_run(session, run_id, RunStatus.SUCCEEDED, message, exit_code=code)
+        elif code < 0 or code == EXIT_STOPPED:
+            # Killed from outside (kill -9, the kernel's OOM killer), or stopped with a checkpoint
+            # because its worker is shutting down: a lost attempt, like a lost worker.
+            error = ({"code": "worker_shutdown", "message": "the worker shut down; the attempt checkpointed and stopped"}
+                     if code == EXIT_STOPPED else {"code": "crashed", "message": _crash_message(code)})
+            if code < 0:
+                add_event(session, run.job_id, "traceback", _tail(log_path), run_id=run_id)
+            if interrupted := interrupt_run(session, run_id, error):
+                interrupted.exit_code = code
+                restart_run_id = after_interruption(session, interrupted, error)
         else:
             error = run.error or {"code": "crashed", "message": _crash_message(code)}
-            finish_run(session, run, RunStatus.FAILED, f"failed: {error['message']}", exit_code=code, error=error)
+            finish_run(session, run_id, RunStatus.FAILED, f"failed: {error['message']}", exit_code=code, error=error)
             add_event(session, run.job_id, "traceback", _tail(log_path), run_id=run_id)
+        session.refresh(run)
         status, queue = run.status, run.job.queue
     if restart_run_id:
-        send_run(app, restart_run_id, queue)
+        dispatch_run(app, restart_run_id, queue)
     return status
 
 

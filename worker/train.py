@@ -35,6 +35,7 @@ from db.datasets import get_dataset
 from db.engine import session_scope
 from db.events import add_event
 from db.jobs import get_job, set_result
+from db.metrics import delete_after
 from db.runs import get_run, set_run_error
 from jobspec.model import JobSpec
 from jobspec.training_args import training_arguments
@@ -150,12 +151,14 @@ def build_trainer(
     )
 
 
-def set_aside_later_checkpoints(context: RunContext) -> None:
-    """Resuming this job from an earlier step: its later checkpoints belong to a timeline that is
-    being replaced. Left in place, checkpoint rotation (which keeps the highest steps) would
-    delete the new attempt's fresh checkpoints instead of them; so they move to
-    superseded/attempt-<n>/ and are listed as deleted."""
+def discard_later_timeline(context: RunContext) -> None:
+    """Resuming this job from a step: what came after it belongs to a timeline being replaced.
+    Its metric points are forgotten (the new attempt logs its own). Its checkpoints, left in
+    place, would make rotation (which keeps the highest steps) delete the new attempt's fresh
+    ones instead; so they move to superseded/attempt-<n>/ and are listed as deleted."""
     resume_step = checkpoint_step(str(context.resume_from))
+    with session_scope() as session:
+        delete_after(session, context.job_id, resume_step)
     later = sorted(step for step in checkpoint_steps_on_disk(str(context.output_dir)) if step > resume_step)
     if not later:
         return
@@ -176,7 +179,7 @@ def run_training(context: RunContext, stop: threading.Event) -> None:
     if context.resume_from is not None and not context.resume_from.is_dir():
         raise TrainingFailure(f"cannot resume: the checkpoint folder {context.resume_from} is missing")
     if context.resume_from is not None and context.resume_from.parent == context.output_dir:
-        set_aside_later_checkpoints(context)
+        discard_later_timeline(context)
     callback = ReportingCallback(context.job_id, context.run_id, context.attempt, stop)
     trainer = build_trainer(context, args, callback, stop)
     stop_if_requested(stop)

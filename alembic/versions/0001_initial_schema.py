@@ -86,7 +86,6 @@ def upgrade() -> None:
     sa.Column('job_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('attempt', sa.Integer(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
-    sa.Column('task_id', sa.String(length=64), nullable=True),
     sa.Column('worker', sa.String(length=255), nullable=True),
     sa.Column('pid', sa.Integer(), nullable=True),
     sa.Column('heartbeat_at', sa.DateTime(timezone=True), nullable=True),

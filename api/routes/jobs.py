@@ -163,7 +163,7 @@ def cancel(job_id: JobId, tenant: CurrentTenant, session: SessionDep):
                               "content": {"application/json": {"schema": VALIDATION_ERROR}}}})
 def resume(job_id: JobId, tenant: CurrentTenant, session: SessionDep, request: ResumeRequest | None = None):
     """A new attempt continues from a checkpoint with optimizer, scheduler, RNG state and data
-    position restored. From cancelled, failed and interrupted jobs, and from succeeded ones when
-    the overrides extend training."""
+    position restored. From cancelled and failed jobs, and from succeeded ones when the overrides
+    extend training."""
     job, warnings = resume_job(session, _job_or_404(session, job_id, tenant), request or ResumeRequest())
     return ResumedJob.model_validate({**JobOut.model_validate(job).model_dump(), "warnings": warnings})

@@ -114,13 +114,14 @@ def test_two_identical_jobs_have_bit_identical_losses(stack):
 
 
 def test_duplicate_delivery_starts_no_second_training_process(stack, tmp_path):
-    from api.queue import send_run
+    from api.queue import producer
+    from traindock.broker import send_run
 
     second_worker = start_worker(tmp_path / "second-worker.log")
     try:
         job = submit(stack, spec(upload(stack, DEMO_ROWS), max_steps=100000, eval_strategy="no", save_strategy="no"))
         wait_for_event(stack, job["id"], "process_started")
-        send_run(_run_id(stack, job["id"]), "gpu")  # the idle second worker takes it at once
+        send_run(producer(), _run_id(stack, job["id"]), "gpu")  # the idle second worker takes it at once
         ignored = wait_for_event(stack, job["id"], "delivery_ignored")
         assert ignored["data"]["run_status"] == "running"
         stack.post(f"/jobs/{job['id']}/cancel")

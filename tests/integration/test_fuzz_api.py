@@ -134,13 +134,13 @@ def _seed_progress(job_id: int) -> None:
     """Metric points and checkpoints of a job, as a worker records them."""
     from db.checkpoints import record_checkpoint
     from db.engine import session_scope
-    from db.metrics import record_metrics
+    from db.metrics import record_metric_points
     from db.runs import latest_run
 
     with session_scope() as session:
         run = latest_run(session, job_id)
         for step in (1, 2, 3):
-            record_metrics(session, job_id, run.id, step, step / 4, {"loss": 2.0 / step, "learning_rate": 1e-4})
+            record_metric_points(session, job_id, run.id, [(step, step / 4, {"loss": 2.0 / step, "learning_rate": 1e-4})])
         record_checkpoint(session, job_id, run.id, 2, f"/tmp/job-{job_id}/checkpoint-2", {"loss": 1.0})
 
 

@@ -178,3 +178,28 @@ def test_schema_and_health(client):
     schema = client.get("/schema/job-spec").json()
     assert "training" in schema["properties"]
     assert client.get("/health").json() == {"status": "ok", "database": "ok", "broker": "ok"}
+
+
+def test_concurrent_resumes_and_cancels_change_the_job_once(client, backend, dataset):
+    """Every state change takes the job's row lock: of four resumes at once one makes an attempt."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from db.checkpoints import record_checkpoint
+    from db.engine import session_scope
+    from db.runs import latest_run
+
+    job = client.post("/jobs", json=make_spec(dataset["id"])).json()
+    with ThreadPoolExecutor(4) as pool:
+        cancels = list(pool.map(lambda _: client.post(f"/jobs/{job['id']}/cancel").json()["status"], range(4)))
+    assert cancels == ["cancelled"] * 4
+    folder = backend.data_dir / "checkpoint-4"
+    folder.mkdir()
+    (folder / "trainer_state.json").write_text("{}")
+    with session_scope() as session:
+        record_checkpoint(session, job["id"], latest_run(session, job["id"]).id, 4, str(folder), None)
+    with ThreadPoolExecutor(4) as pool:
+        codes = sorted(pool.map(lambda _: client.post(f"/jobs/{job['id']}/resume").status_code, range(4)))
+    assert codes == [202, 409, 409, 409]
+    after = client.get(f"/jobs/{job['id']}").json()
+    assert [(a["attempt"], a["status"]) for a in after["attempts"]] == [(1, "cancelled"), (2, "queued")]
+    assert len(queued_messages(backend)) == 2

@@ -364,7 +364,7 @@ def give_checkpoint(backend, job_id: int, step: int = 4) -> None:
     from db.checkpoints import record_checkpoint
     from db.engine import session_scope
     from db.jobs import get_job
-    from db.metrics import record_metrics
+    from db.metrics import record_metric_points
 
     folder = backend.data_dir / "jobs" / f"tenant-{tenant_id_of(job_id)}" / f"job-{job_id}" / f"checkpoint-{step}"
     folder.mkdir(parents=True)
@@ -372,7 +372,7 @@ def give_checkpoint(backend, job_id: int, step: int = 4) -> None:
     with session_scope() as session:
         run_id = get_job(session, job_id).runs[-1].id
         record_checkpoint(session, job_id, run_id, step, str(folder), {"loss": 1.5})
-        record_metrics(session, job_id, run_id, step, 1.0, {"loss": 1.5})
+        record_metric_points(session, job_id, run_id, [(step, 1.0, {"loss": 1.5})])
 
 
 def same_message(mine: str, mine_id: int, none: str, none_id: int) -> None:
