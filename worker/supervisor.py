@@ -149,8 +149,7 @@ def _record_outcome(run_id: int, code: int, watched: Watched, log_path: Path) ->
             error = run.error or {"code": "crashed", "message": _crash_message(code)}
             finish_run(session, run_id, RunStatus.FAILED, f"failed: {error['message']}", exit_code=code, error=error)
             add_event(session, run.job_id, "traceback", _tail(log_path), run_id=run_id)
-        session.refresh(run)
-        status, queue = run.status, run.job.queue
+        status, queue = run.status, run.job.queue  # `run` is the session's one copy, kept current
     if restart_run_id:
         dispatch_run(app, restart_run_id, queue)
     return status
