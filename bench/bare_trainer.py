@@ -31,6 +31,7 @@ def main(spec_path: str, dataset_path: str, fmt: str, output_dir: str) -> None:
                       data_collator=PaddingCollator(tokenizer.pad_token_id), processing_class=tokenizer)
     metrics = trainer.train().metrics
     trainer.save_model(str(Path(output_dir) / "final"))
+    metrics["num_input_tokens_seen"] = trainer.state.num_input_tokens_seen
     metrics["peak_gpu_memory_bytes"] = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
     print(json.dumps(metrics))
 

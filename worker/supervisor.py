@@ -24,7 +24,8 @@ from worker.celery_app import app
 from worker.errors import EXIT_STOPPED
 from worker.recovery import after_interruption
 
-POLL_S = 0.5
+POLL_S = 0.05  # how soon the process's exit is seen
+CHECK_S = 0.5  # how often the run and job are read (a cancel is relayed within about this)
 TRACEBACK_LINES = 40
 PR_SET_PDEATHSIG = 1
 
@@ -80,7 +81,7 @@ def _watch(process: subprocess.Popen, run_id: int, job_id: int, settings) -> Wat
     """Wait for the process, beating, relaying a cancel, and stopping it if its attempt was
     settled elsewhere (the recovery took it for lost)."""
     watched = Watched()
-    last_beat = time.monotonic()
+    last_beat = last_check = time.monotonic()
     stop_requested_at = 0.0
     while True:
         try:
@@ -89,6 +90,9 @@ def _watch(process: subprocess.Popen, run_id: int, job_id: int, settings) -> Wat
         except subprocess.TimeoutExpired:
             pass
         now = time.monotonic()
+        if now - last_check < CHECK_S:
+            continue
+        last_check = now
         with session_scope() as session:
             if now - last_beat >= settings.heartbeat_interval_s:
                 beat(session, run_id)

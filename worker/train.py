@@ -202,6 +202,7 @@ def run_training(context: RunContext, stop: threading.Event) -> None:
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "best_metric": numeric_values({"best": trainer.state.best_metric}).get("best"),
         "global_step": output.global_step,
+        "num_input_tokens_seen": trainer.state.num_input_tokens_seen,
         "metrics": numeric_values({**output.metrics, **last_eval_metrics(trainer.state.log_history)}),
         "runtime_s": time.monotonic() - PROCESS_STARTED,
         "peak_gpu_memory_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
