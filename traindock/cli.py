@@ -46,11 +46,15 @@ def run_worker(args) -> None:
 def up(args) -> None:
     """API and one worker on this machine (the embedded default needs no servers)."""
     from traindock.keys import ensure_first_key
+    from traindock.lifetime import die_with_parent
     from traindock.settings import get_settings
 
     migrate()
     ensure_first_key(get_settings())
-    worker = subprocess.Popen([sys.executable, "-m", "traindock.cli", "worker", "--loglevel", "warning"])
+    # uvicorn re-raises the signal that stopped it, so this process may end before `finally`:
+    # the worker then gets SIGTERM (a warm shutdown) from the kernel instead.
+    worker = subprocess.Popen([sys.executable, "-m", "traindock.cli", "worker", "--loglevel", "warning"],
+                              preexec_fn=die_with_parent(signal.SIGTERM))
     try:
         serve_api(args)
     finally:

@@ -3,7 +3,6 @@ the process's exit into the run's outcome. Training never happens in the Celery 
 a fresh interpreter returns all GPU memory when it exits, and a hard kill of it never takes the
 worker down."""
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -19,6 +18,7 @@ from db.jobs import get_status
 from db.runs import beat, claim_run, finish_run, get_run, interrupt_run, set_pid
 from db.status import JobStatus, RunStatus
 from traindock.dispatch import dispatch_run
+from traindock.lifetime import die_with_parent
 from traindock.settings import get_settings
 from worker.celery_app import app
 from worker.errors import EXIT_STOPPED
@@ -27,14 +27,6 @@ from worker.recovery import after_interruption
 POLL_S = 0.05  # how soon the process's exit is seen
 CHECK_S = 0.5  # how often the run and job are read (a cancel is relayed within about this)
 TRACEBACK_LINES = 40
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Linux: the training process gets SIGKILL if its supervisor dies, so an orphan never keeps
-    training (and holding the GPU) beside a restarted attempt."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def supervise(run_id: int, worker_name: str) -> str:
@@ -53,7 +45,7 @@ def supervise(run_id: int, worker_name: str) -> str:
         process = subprocess.Popen(
             [sys.executable, "-m", "worker.train", "--run-id", str(run_id)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent(signal.SIGKILL),  # never beside a restarted attempt
         )
     with session_scope() as session:
         set_pid(session, run_id, process.pid)

@@ -1,0 +1,67 @@
+"""`traindock up`, the README's run command: migrates, prints and saves a first key, serves the
+API with a worker, and leaves no process behind when stopped."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            found.add(int(status.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
+def test_up_serves_with_a_first_key_and_stops_its_worker(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TRAINDOCK_")}
+    env["TRAINDOCK_DATA_DIR"] = str(tmp_path / "data")
+    up = subprocess.Popen([sys.executable, "-m", "traindock.cli", "up", "--port", str(port)], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert up.poll() is None and time.monotonic() < deadline, "traindock up did not serve"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        key = (tmp_path / "data" / "api-key").read_text().strip()
+        assert oct((tmp_path / "data" / "api-key").stat().st_mode & 0o777) == "0o600"
+        jobs = httpx.get(f"http://127.0.0.1:{port}/jobs", headers={"Authorization": f"Bearer {key}"})
+        assert jobs.status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/jobs").status_code == 401
+        [worker] = children_of(up.pid)
+    finally:
+        up.send_signal(signal.SIGTERM)
+        output = up.communicate(timeout=60)[0]
+    assert key in output  # shown once, at creation
+    deadline = time.monotonic() + 30
+    while alive(worker):
+        assert time.monotonic() < deadline, "the worker outlived traindock up"
+        time.sleep(0.2)
