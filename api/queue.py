@@ -1,6 +1,7 @@
 """Hands runs to the broker by task name; the API never imports worker code."""
 
 import logging
+import os
 from functools import lru_cache
 
 from celery import Celery
@@ -20,7 +21,7 @@ def producer() -> Celery:
 def broker_reachable(settings: Settings) -> bool:
     if settings.uses_filesystem_broker:
         folder = settings.broker_folder / "queue"
-        return folder.is_dir() and folder.stat() is not None
+        return folder.is_dir() and os.access(folder, os.W_OK)  # sending writes a file there
     with producer().connection_for_write() as connection:
         connection.ensure_connection(max_retries=1, timeout=2)
     return True
