@@ -6,8 +6,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import RequireApiKey
 from api.body_limit import BodySizeLimit
-from api.errors import body_error_handler, validation_error_handler
+from api.errors import body_error_handler, transition_refused_handler, validation_error_handler
 from api.routes import datasets, health, jobs, schema
+from db.lifecycle import TransitionRefused
 from traindock.settings import get_settings
 
 
@@ -21,6 +22,7 @@ def create_app() -> FastAPI:
     )
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, body_error_handler)
+    app.add_exception_handler(TransitionRefused, transition_refused_handler)
     # The middleware added last runs first: the body limit counts every byte, then no anonymous
     # request's body is read at all.
     app.add_middleware(RequireApiKey)

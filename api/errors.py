@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from db.lifecycle import TransitionRefused
 from jobspec import explain_unknown_fields
 
 
@@ -34,7 +35,14 @@ def conflict_answer(description: str) -> dict[int, dict[str, Any]]:
 
 
 def problem(loc: tuple | list, msg: str, type: str = "value_error") -> dict[str, Any]:
+    """The one problem type: {loc, msg, type}."""
     return {"loc": list(loc), "msg": msg, "type": type}
+
+
+def body_problems(problems: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Problems found in a request body (the spec's own checks give locs within it): FastAPI's
+    "body" prefix goes on here, and only here."""
+    return [problem(("body", *p["loc"]), p["msg"], p["type"]) for p in problems]
 
 
 def unprocessable(problems: list[dict[str, Any]]) -> RequestValidationError:
@@ -47,6 +55,10 @@ def not_found(what: str, id: int | str) -> HTTPException:
 
 def conflict(message: str) -> HTTPException:
     return HTTPException(status_code=409, detail=message)
+
+
+async def transition_refused_handler(_request: Request, exc: TransitionRefused) -> JSONResponse:
+    return JSONResponse(status_code=409, content={"detail": str(exc)})
 
 
 async def validation_error_handler(_request: Request, exc: RequestValidationError) -> JSONResponse:

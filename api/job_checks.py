@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from api.errors import problem
 from db.checkpoints import usable_checkpoint
 from db.datasets import get_dataset
 from db.jobs import get_job
@@ -18,31 +19,27 @@ from traindock.settings import Settings
 DEFAULT_OUTPUT_NAME = re.compile(r"job-\d+")
 
 
-def _problem(loc: tuple, msg: str, type: str) -> dict[str, Any]:
-    return {"loc": loc, "msg": msg, "type": type}
-
-
 def server_problems(session: Session, settings: Settings, tenant_id: int, spec: JobSpec) -> list[dict[str, Any]]:
     """Problems as (loc, msg, type) dicts without the 'body' prefix."""
     problems: list[dict[str, Any]] = []
     try:
         resolve_base_model(spec.base_model, settings.effective_model_roots)
     except PathRefused as refused:
-        problems.append(_problem(("base_model",), f"base_model {refused}", "path_refused"))
+        problems.append(problem(("base_model",), f"base_model {refused}", "path_refused"))
     if spec.trust_remote_code and not settings.allow_trust_remote_code:
-        problems.append(_problem(("trust_remote_code",), "this server does not run a model's own code: "
+        problems.append(problem(("trust_remote_code",), "this server does not run a model's own code: "
                                  "trust_remote_code is off unless the operator allows it", "not_allowed"))
     if spec.training.push_to_hub and settings.hub_token is None:
-        problems.append(_problem(("training", "push_to_hub"), "this server has no Hub token configured, so it "
+        problems.append(problem(("training", "push_to_hub"), "this server has no Hub token configured, so it "
                                  "cannot push to the Hub; set push_to_hub to false", "no_hub_token"))
     problems += _output_dir_problems(session, tenant_id, spec.output_dir)
     problems += _resume_from_problems(session, tenant_id, spec)
     dataset = get_dataset(session, spec.dataset_id, tenant_id)
     if dataset is None:
-        problems.append(_problem(("dataset_id",), f"no dataset with id {spec.dataset_id}", "not_found"))
+        problems.append(problem(("dataset_id",), f"no dataset with id {spec.dataset_id}", "not_found"))
         return problems
     if spec.data.format not in ("auto", dataset.format):
-        problems.append(_problem(("data", "format"), f"dataset {dataset.id} holds {dataset.format} rows, "
+        problems.append(problem(("data", "format"), f"dataset {dataset.id} holds {dataset.format} rows, "
                                  f"not {spec.data.format}", "format_mismatch"))
     return problems + split_problems(spec, dataset.rows)
 
@@ -53,10 +50,10 @@ def _output_dir_problems(session: Session, tenant_id: int, name: str | None) -> 
     try:
         check_output_name(name)
     except PathRefused as refused:
-        return [_problem(("output_dir",), f"output_dir {refused}", "path_refused")]
+        return [problem(("output_dir",), f"output_dir {refused}", "path_refused")]
     parts = name.split("/")
     if DEFAULT_OUTPUT_NAME.fullmatch(parts[0]):
-        return [_problem(("output_dir",), "names of the form job-<number> are reserved for jobs without "
+        return [problem(("output_dir",), "names of the form job-<number> are reserved for jobs without "
                          "an output_dir", "output_dir_reserved")]
     # The same folder, one inside it or one it is inside: sharing would let one job's checkpoint
     # rotation delete the other's, or one job write into the other's checkpoints.
@@ -68,7 +65,7 @@ def _output_dir_problems(session: Session, tenant_id: int, name: str | None) -> 
     if owner is not None:
         job_id, theirs = owner
         where = "" if theirs == name else f" (it overlaps '{theirs}')"
-        return [_problem(("output_dir",), f"output_dir '{name}' belongs to job {job_id}{where}; choose another name",
+        return [problem(("output_dir",), f"output_dir '{name}' belongs to job {job_id}{where}; choose another name",
                          "output_dir_in_use")]
     return []
 
@@ -80,13 +77,13 @@ def _resume_from_problems(session: Session, tenant_id: int, spec: JobSpec) -> li
         return []
     job = get_job(session, earlier.job_id, tenant_id)
     if job is None:
-        return [_problem(("resume_from_checkpoint", "job_id"), f"no job with id {earlier.job_id}", "not_found")]
+        return [problem(("resume_from_checkpoint", "job_id"), f"no job with id {earlier.job_id}", "not_found")]
     if usable_checkpoint(session, job.id, earlier.step) is None:
         at = f"at step {earlier.step}" if earlier.step else "at all"
-        return [_problem(("resume_from_checkpoint", "step"), f"job {job.id} has no usable checkpoint {at}",
+        return [problem(("resume_from_checkpoint", "step"), f"job {job.id} has no usable checkpoint {at}",
                          "no_checkpoint")]
     before = JobSpec.model_validate(job.spec)
     if (before.base_model, before.method, before.lora) != (spec.base_model, spec.method, spec.lora):
-        return [_problem(("resume_from_checkpoint", "job_id"), f"job {job.id} trained another model: its "
+        return [problem(("resume_from_checkpoint", "job_id"), f"job {job.id} trained another model: its "
                          "base_model, method and lora settings must be the same as this job's", "model_mismatch")]
     return []

@@ -1,18 +1,16 @@
-"""Cancel and resume: state checks, the DB change and its event, then the broker."""
+"""Cancel, pause and resume: what the API checks before the lifecycle changes the job."""
 
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from api.errors import conflict, problem, unprocessable
-from api.job_service import enqueue
-from api.queue import revoke_run
+from api.errors import body_problems, conflict, problem, unprocessable
+from db import lifecycle
 from db.checkpoints import usable_checkpoint
-from db.jobs import lock_job, set_job_status
+from db.jobs import lock_job
 from db.models import Job
-from db.runs import cancel_if_queued, create_attempt, latest_run
-from db.status import ACTIVE_JOB_STATES, JobStatus, RESUMABLE_JOB_STATES
+from db.status import ACTIVE_JOB_STATES, RESUMABLE_JOB_STATES, JobStatus
 from jobspec import JobSpec, ResumeOverrideError, apply_resume_overrides
 from jobspec.model import MAX_STEP
 
@@ -36,57 +34,49 @@ class ResumeRequest(BaseModel):
 
 
 def cancel_job(session: Session, job: Job) -> Job:
-    job = lock_job(session, job.id)  # a claim, a finish or another cancel waits for this one
-    if job.status in (JobStatus.CANCELLING, JobStatus.CANCELLED):
-        return job
-    if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
-        raise conflict(f"job {job.id} is {job.status}; only queued or running jobs can be cancelled")
-    run = latest_run(session, job.id)
-    if job.status == JobStatus.QUEUED and cancel_if_queued(session, run.id):
-        set_job_status(session, job, JobStatus.CANCELLED, "cancelled before it started",
-                       run_id=run.id, data={"attempt": run.attempt})
-        session.commit()
-        revoke_run(run.id)
-        return job
-    set_job_status(session, job, JobStatus.CANCELLING,
-                   "cancel requested: the training process will checkpoint and stop",
-                   run_id=run.id, data={"attempt": run.attempt})
-    session.commit()
-    return job
+    return lifecycle.request_cancel(session, job.id)
+
+
+def pause_job(session: Session, job: Job) -> Job:
+    return lifecycle.request_pause(session, job.id)
 
 
 def resume_job(session: Session, job: Job, request: ResumeRequest) -> tuple[Job, list[str]]:
     """A new attempt of `job`, queued, continuing from a checkpoint. Returns the job and warnings."""
     job = lock_job(session, job.id)  # of two resumes at once, the second sees the first's attempt
     if job.status in ACTIVE_JOB_STATES:
-        raise conflict(f"job {job.id} is {job.status}; cancel it first or wait for it to end")
+        raise conflict(f"job {job.id} is {job.status}; cancel or pause it first, or wait for it to end")
     if job.dataset_id is None:
         raise conflict(f"job {job.id}'s dataset was deleted; upload it again and submit a new job")
     spec = JobSpec.model_validate(job.spec)
     try:
         resumed = apply_resume_overrides(spec, request.overrides)
     except ResumeOverrideError as refused:
-        raise unprocessable([problem(("body", *p["loc"]), p["msg"], p["type"]) for p in refused.problems]) from None
+        raise unprocessable(body_problems(refused.problems)) from None
     if job.status not in RESUMABLE_JOB_STATES and not _extends(job, spec, resumed):
         raise conflict(
             f"job {job.id} succeeded; resuming it needs overrides that extend training "
             "(a larger max_steps or num_train_epochs)"
         )
     checkpoint = usable_checkpoint(session, job.id, request.checkpoint_step)
-    if checkpoint is None:
+    if checkpoint is None and not _never_trained(job, request):
         where = f"at step {request.checkpoint_step}" if request.checkpoint_step else "at all"
-        raise unprocessable([problem(("body", "checkpoint_step"),
-                                     f"job {job.id} has no usable checkpoint {where}", "no_checkpoint")])
-    job.spec = resumed.model_dump(mode="json")
-    run = create_attempt(
-        session, job, reason="resumed", resume_step=checkpoint.step,
-        message=f"resumed from checkpoint {checkpoint.step}",
+        raise unprocessable(body_problems([problem(("checkpoint_step",),
+                                                   f"job {job.id} has no usable checkpoint {where}", "no_checkpoint")]))
+    step = checkpoint.step if checkpoint else None
+    lifecycle.resume(
+        session, job.id, spec=resumed.model_dump(mode="json"), resume_step=step,
+        message=f"resumed from checkpoint {step}" if step else "resumed from the start: it had not saved a checkpoint",
         data={"overrides": request.overrides} if request.overrides else None,
     )
-    session.commit()
-    enqueue(session, job, run.id)
     warnings = [IGNORE_DATA_SKIP_WARNING] if resumed.training.ignore_data_skip else []
     return job, warnings
+
+
+def _never_trained(job: Job, request: ResumeRequest) -> bool:
+    """A job paused before it saved anything (while queued, or before its stop could checkpoint)
+    starts over."""
+    return job.status == JobStatus.PAUSED and request.checkpoint_step is None
 
 
 def _extends(job: Job, before: JobSpec, after: JobSpec) -> bool:

@@ -1,4 +1,4 @@
-"""Submitting a job: validate against the server, store it, then queue it after the commit."""
+"""Submitting a job: validate against the server, store it; the request's commit sends it."""
 
 import hashlib
 import json
@@ -8,13 +8,12 @@ from fastapi import HTTPException
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api.errors import conflict, problem, unprocessable
+from api.errors import body_problems, conflict, unprocessable
 from api.job_checks import server_problems
-from api.queue import producer
 from db import jobs as queries
+from db import lifecycle
 from db.models import Job
 from jobspec import JobSpec, spec_problems
-from traindock.dispatch import dispatch_run
 from traindock.settings import Settings
 
 
@@ -23,8 +22,7 @@ def request_hash(body: dict[str, Any]) -> str:
 
 
 def all_problems(session: Session, settings: Settings, tenant_id: int, spec: JobSpec) -> list[dict[str, Any]]:
-    problems = server_problems(session, settings, tenant_id, spec)
-    return [problem(("body", *p["loc"]), p["msg"], p["type"]) for p in spec_problems(spec) + problems]
+    return body_problems(spec_problems(spec) + server_problems(session, settings, tenant_id, spec))
 
 
 def submit_job(
@@ -42,23 +40,21 @@ def submit_job(
         raise HTTPException(429, f"this tenant already has {settings.max_queued_jobs_per_tenant} queued "
                                  "jobs, the limit; wait for some to start or cancel some",
                             headers={"Retry-After": "60"})
-    queue = spec.resources.queue or settings.default_queue
     try:
-        job, run = queries.create_job(
-            session, tenant_id=tenant_id, spec=spec.model_dump(mode="json"), dataset_id=spec.dataset_id, queue=queue,
-            name=spec.name, idempotency_key=idempotency_key, request_hash=body_hash,
+        job = lifecycle.create_job(
+            session, tenant_id=tenant_id, spec=spec.model_dump(mode="json"), dataset_id=spec.dataset_id,
+            queue=spec.resources.queue or settings.default_queue, name=spec.name,
+            idempotency_key=idempotency_key, request_hash=body_hash,
         )
-        # The stored spec names its folder, so the worker never has to invent it.
-        stored = spec.model_copy(update={"output_dir": spec.output_dir or f"job-{job.id}"})
-        job.spec = stored.model_dump(mode="json")
-        session.commit()
-    except IntegrityError:
+    except IntegrityError:  # a concurrent request with the same key was first
         session.rollback()
         earlier = queries.get_job_by_idempotency_key(session, tenant_id, idempotency_key) if idempotency_key else None
         if earlier is None:
             raise
         return _same_request(earlier, body_hash), False
-    enqueue(session, job, run.id)
+    # The stored spec names its folder, so the worker never has to invent it.
+    job.spec = spec.model_copy(update={"output_dir": spec.output_dir or f"job-{job.id}"}).model_dump(mode="json")
+    session.flush()  # the response shows the row as stored (updated_at included)
     return job, True
 
 
@@ -66,9 +62,3 @@ def _same_request(job: Job, body_hash: str) -> Job:
     if job.request_hash != body_hash:
         raise conflict("Idempotency-Key was already used with a different request body")
     return job
-
-
-def enqueue(session: Session, job: Job, run_id: int) -> None:
-    """Send the run once its rows are committed; the job shows a broker failure."""
-    dispatch_run(producer(), run_id, job.queue)
-    session.refresh(job)

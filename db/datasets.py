@@ -4,7 +4,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from db.models import Dataset, Job
-from db.status import ACTIVE_JOB_STATES
+from db.status import ACTIVE_JOB_STATES, JobStatus
 
 
 def add_dataset(session: Session, **fields) -> Dataset:
@@ -30,9 +30,6 @@ def list_datasets(session: Session, tenant_id: int, *, before: int | None, limit
 
 
 def dataset_in_use(session: Session, dataset_id: int) -> bool:
-    """True while a queued or running job needs the file."""
-    return session.scalar(
-        select(
-            exists().where(Job.dataset_id == dataset_id, Job.status.in_(list(ACTIVE_JOB_STATES)))
-        )
-    )
+    """True while a queued, running or paused job needs the file."""
+    holding = [*ACTIVE_JOB_STATES, JobStatus.PAUSED]
+    return session.scalar(select(exists().where(Job.dataset_id == dataset_id, Job.status.in_(holding))))

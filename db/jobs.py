@@ -1,47 +1,13 @@
-"""Jobs: creation, lookup, listing, status changes (each one an event), progress and result."""
+"""Job queries: the row lock, lookup, listing, progress and result. Status changes are
+db/lifecycle.py's."""
 
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from db.events import add_event
-from db.models import Job, Run, utcnow
-from db.status import FINISHED_JOB_STATES, JobStatus, RunStatus
-
-
-def create_job(
-    session: Session,
-    *,
-    tenant_id: int,
-    spec: dict[str, Any],
-    dataset_id: int,
-    queue: str,
-    name: str | None,
-    idempotency_key: str | None = None,
-    request_hash: str | None = None,
-) -> tuple[Job, Run]:
-    """A queued job with its first run (attempt 1)."""
-    job = Job(
-        tenant_id=tenant_id,
-        name=name,
-        status=JobStatus.QUEUED,
-        spec=spec,
-        dataset_id=dataset_id,
-        queue=queue,
-        idempotency_key=idempotency_key,
-        request_hash=request_hash,
-    )
-    session.add(job)
-    session.flush()
-    run = Run(job_id=job.id, attempt=1, status=RunStatus.QUEUED)
-    session.add(run)
-    session.flush()
-    add_event(
-        session, job.id, "status", f"job queued on '{queue}'", run_id=run.id,
-        data={"from": None, "to": JobStatus.QUEUED, "attempt": 1},
-    )
-    return job, run
+from db.models import Job, utcnow
+from db.status import JobStatus
 
 
 def lock_job(session: Session, job_id: int) -> Job | None:
@@ -80,28 +46,6 @@ def list_jobs(
     if before is not None:
         query = query.where(Job.id < before)
     return list(session.scalars(query.order_by(Job.id.desc()).limit(limit)))
-
-
-def set_job_status(
-    session: Session,
-    job: Job,
-    status: JobStatus,
-    message: str,
-    *,
-    run_id: int | None = None,
-    data: dict[str, Any] | None = None,
-) -> None:
-    previous = job.status
-    job.status = status
-    job.updated_at = utcnow()
-    if status == JobStatus.RUNNING and job.started_at is None:
-        job.started_at = utcnow()
-    if status in FINISHED_JOB_STATES:
-        job.finished_at = utcnow()
-    add_event(
-        session, job.id, "status", message, run_id=run_id,
-        data={"from": previous, "to": status, **(data or {})},
-    )
 
 
 def set_progress(session: Session, job_id: int, progress: dict[str, Any]) -> None:

@@ -116,7 +116,7 @@ class Run(TimestampMixin, Base):
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     attempt: Mapped[int]
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), index=True)
     worker: Mapped[str | None] = mapped_column(String(255))
     pid: Mapped[int | None]
     heartbeat_at: Mapped[datetime | None]
@@ -128,11 +128,16 @@ class Run(TimestampMixin, Base):
     reason: Mapped[str] = mapped_column(String(16), default="submitted")
     # The attempt continues from this job's checkpoint-<resume_step> (None: from the start).
     resume_step: Mapped[int | None]
+    # When its broker message was last sent; None: committed but not sent yet (db/outbox.py).
+    dispatched_at: Mapped[datetime | None]
 
     job: Mapped[Job] = relationship(back_populates="runs")
 
 
 class Event(Base):
+    """One thing that happened to a job, with a stable `type` (`job.running`, `checkpoint.saved`,
+    ...) and a JSON payload: the record the stream and webhooks read."""
+
     __tablename__ = "events"
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)

@@ -1,4 +1,4 @@
-"""Job and run states. A job's status follows its latest run; every change is an event."""
+"""Job and run states. Which changes between them are legal is db/lifecycle.py's to say."""
 
 from enum import StrEnum
 
@@ -7,6 +7,8 @@ class JobStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     CANCELLING = "cancelling"
+    PAUSING = "pausing"
+    PAUSED = "paused"
     INTERRUPTED = "interrupted"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -20,11 +22,15 @@ class RunStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    PAUSED = "paused"
 
 
 FINISHED_JOB_STATES = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
 # A job may be resumed from these (and from succeeded when the overrides extend training).
 # `interrupted` is never one a job rests in: in the same transaction it moves on to queued (an
 # automatic restart) or failed.
-RESUMABLE_JOB_STATES = {JobStatus.CANCELLED, JobStatus.FAILED}
-ACTIVE_JOB_STATES = {JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELLING}
+RESUMABLE_JOB_STATES = {JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.PAUSED}
+# A job in these has a run that is queued or training (its dataset cannot be deleted).
+ACTIVE_JOB_STATES = {JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELLING, JobStatus.PAUSING}
+# A running job being asked to checkpoint and stop.
+STOPPING_JOB_STATES = {JobStatus.CANCELLING, JobStatus.PAUSING}

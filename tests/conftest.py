@@ -43,7 +43,7 @@ def alembic_config() -> Config:
 
 
 def reset_caches() -> None:
-    from api.queue import producer
+    from traindock.broker import producer
     from db.engine import get_engine, get_sessionmaker
     from traindock.settings import get_settings
 

@@ -1,9 +1,12 @@
-"""The Celery app as both sides configure it. The API uses it only to send tasks by name; the
-worker registers the tasks on it (worker/celery_app.py). No worker code is imported here."""
+"""The Celery app as both sides configure it. Messages are sent by task name through
+`producer()`; the worker registers the tasks on its own app (worker/celery_app.py). No worker code
+is imported here."""
+
+from functools import lru_cache
 
 from celery import Celery
 
-from traindock.settings import Settings
+from traindock.settings import Settings, get_settings
 
 RUN_JOB_TASK = "traindock.run_job"
 
@@ -15,6 +18,12 @@ def run_task_id(run_id: int) -> str:
 
 def send_run(app: Celery, run_id: int, queue: str) -> None:
     app.send_task(RUN_JOB_TASK, args=[run_id], queue=queue, task_id=run_task_id(run_id))
+
+
+@lru_cache
+def producer() -> Celery:
+    """This process's app for sending and revoking (the API's, the supervisor's, the recovery's)."""
+    return make_celery(get_settings())
 
 
 def make_celery(settings: Settings) -> Celery:

@@ -9,7 +9,7 @@ import httpx
 
 from traindock.settings import get_settings
 
-FINISHED = {"succeeded", "failed", "cancelled"}
+FINISHED = {"succeeded", "failed", "cancelled", "paused"}  # watch stops at these
 
 
 def api(url: str | None = None) -> httpx.Client:
@@ -107,6 +107,11 @@ def cancel(args) -> None:
         _print(_check(client.post(f"/jobs/{args.id}/cancel")))
 
 
+def pause(args) -> None:
+    with api(args.url) as client:
+        _print(_check(client.post(f"/jobs/{args.id}/pause")))
+
+
 def resume(args) -> None:
     body = {"checkpoint_step": args.step} if args.step else {}
     with api(args.url) as client:
@@ -123,7 +128,8 @@ def add_commands(add) -> None:
     sub.add_argument("--status", action="append")
     for name, handler, help in (("show", show, "Show a job."),
                                 ("watch", watch, "Follow a job with a progress bar until it ends."),
-                                ("cancel", cancel, "Cancel a job.")):
+                                ("cancel", cancel, "Cancel a job."),
+                                ("pause", pause, "Pause a job: it checkpoints and stops; resume continues it.")):
         with_url(add(name, handler, help)).add_argument("id", type=int)
     sub = with_url(add("metrics", metrics, "Print a job's metric points."))
     sub.add_argument("id", type=int)

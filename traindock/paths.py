@@ -82,3 +82,27 @@ def job_output_dir(jobs_dir: Path, tenant_id: int, output_name: str | None, job_
     name = output_name or f"job-{job_id}"
     check_output_name(name)
     return jobs_dir / f"tenant-{tenant_id}" / name
+
+
+# The Trainer's own name for a checkpoint folder (transformers' PREFIX_CHECKPOINT_DIR).
+CHECKPOINT_PREFIX = "checkpoint-"
+
+
+def checkpoint_dir(output_dir: Path, step: int) -> Path:
+    return output_dir / f"{CHECKPOINT_PREFIX}{step}"
+
+
+def checkpoint_step(path: str | Path | None) -> int | None:
+    """The step of a `checkpoint-<step>` folder; None for anything else."""
+    if not path:
+        return None
+    name = Path(path).name
+    digits = name[len(CHECKPOINT_PREFIX):]
+    return int(digits) if name.startswith(CHECKPOINT_PREFIX) and digits.isdigit() else None
+
+
+def checkpoint_steps_on_disk(output_dir: str | Path) -> set[int]:
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return set()
+    return {step for path in folder.iterdir() if path.is_dir() and (step := checkpoint_step(path)) is not None}

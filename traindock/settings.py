@@ -47,7 +47,12 @@ class Settings(BaseSettings):
     heartbeat_timeout_s: float = Field(
         60.0, description="A running attempt whose heartbeat is older than this is interrupted and restarted."
     )
-    recovery_interval_s: float = Field(10.0, description="How often workers look for lost attempts.")
+    recovery_interval_s: float = Field(
+        10.0, description="How often workers look for lost attempts and for runs never sent to the broker."
+    )
+    redispatch_after_s: float = Field(
+        30.0, description="A queued run whose broker message has not gone out after this long is sent again."
+    )
     cancel_grace_s: float = Field(
         60.0, description="How long a cancelled job may take to checkpoint and exit before it is killed."
     )

@@ -1,5 +1,5 @@
-"""Reports a Trainer's progress, metrics and checkpoints to the database, keyed by global step,
-from the main process only (after Determined's DetCallback). Also turns a stop request into a
+"""Reports a Trainer's progress, metrics and checkpoints through worker/reporting.py, keyed by
+global step, from the main process only (after Determined's DetCallback). Also turns a stop request into a
 checkpoint of the current step followed by TrainingStopped.
 
 Writes are batched: metric points wait in memory and go out with a progress update at most about
@@ -10,36 +10,16 @@ import math
 import sys
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from db.checkpoints import mark_best, mark_deleted_except, record_checkpoint
-from db.engine import session_scope
-from db.jobs import set_progress
-from db.metrics import metrics_at_step, record_metric_points
-from db.models import utcnow
+from traindock.paths import checkpoint_dir, checkpoint_step, checkpoint_steps_on_disk
 from worker.errors import TrainingStopped
+from worker.reporting import MetricPoints, Reporter
 
 WRITE_INTERVAL_S = 1.0
-CHECKPOINT_PREFIX = "checkpoint-"
-
-
-def checkpoint_step(path: str | None) -> int | None:
-    if not path:
-        return None
-    name = Path(path).name
-    return int(name[len(CHECKPOINT_PREFIX):]) if name.startswith(CHECKPOINT_PREFIX) else None
-
-
-def checkpoint_steps_on_disk(output_dir: str) -> set[int]:
-    folder = Path(output_dir)
-    if not folder.is_dir():
-        return set()
-    return {
-        step for path in folder.glob(f"{CHECKPOINT_PREFIX}*")
-        if path.is_dir() and (step := checkpoint_step(str(path))) is not None
-    }
 
 
 def numeric_values(logs: dict) -> dict[str, float]:
@@ -52,9 +32,8 @@ def numeric_values(logs: dict) -> dict[str, float]:
 
 
 class ReportingCallback(TrainerCallback):
-    def __init__(self, job_id: int, run_id: int, attempt: int, stop: threading.Event):
-        self.job_id = job_id
-        self.run_id = run_id
+    def __init__(self, reporter: Reporter, attempt: int, stop: threading.Event):
+        self.reporter = reporter
         self.attempt = attempt
         self.stop = stop
         self.pending: dict[int, tuple[float | None, dict[str, float]]] = {}  # step -> (epoch, values)
@@ -101,12 +80,10 @@ class ReportingCallback(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
-        with session_scope() as session:
-            self.flush_metrics(session)
-            # The Trainer may delete checkpoints after the last save (save_total_limit 1).
-            mark_deleted_except(session, self.job_id, checkpoint_steps_on_disk(args.output_dir))
-            mark_best(session, self.job_id, checkpoint_step(state.best_model_checkpoint))
-            set_progress(session, self.job_id, self.progress(state, final=True))
+        self.reporter.training_ended(
+            self.take_points(), self.progress(state, final=True),
+            best_step=checkpoint_step(state.best_model_checkpoint), steps_on_disk=checkpoint_steps_on_disk(args.output_dir),
+        )
         self.last_write = time.monotonic()
 
     # ---- Writing ----------------------------------------------------------------------------
@@ -118,34 +95,28 @@ class ReportingCallback(TrainerCallback):
 
     def write(self, state: TrainerState) -> None:
         """Pending metric points and the progress, in one transaction."""
-        with session_scope() as session:
-            self.flush_metrics(session)
-            set_progress(session, self.job_id, self.progress(state))
+        self.reporter.progress(self.take_points(), self.progress(state))
         self.last_write = time.monotonic()
 
-    def flush_metrics(self, session) -> None:
+    def take_points(self) -> MetricPoints:
         points = [(step, epoch, values) for step, (epoch, values) in sorted(self.pending.items())]
-        record_metric_points(session, self.job_id, self.run_id, points)
         self.pending.clear()
+        return points
 
     def record_save(self, args: TrainingArguments, state: TrainerState) -> None:
         """At on_save the folder is complete, best_model_checkpoint is updated and rotation has
         already deleted older folders."""
-        step = state.global_step
-        path = str(Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{step}")
-        with session_scope() as session:
-            self.flush_metrics(session)
-            record_checkpoint(session, self.job_id, self.run_id, step, path, metrics_at_step(session, self.job_id, step))
-            mark_deleted_except(session, self.job_id, checkpoint_steps_on_disk(args.output_dir))
-            mark_best(session, self.job_id, checkpoint_step(state.best_model_checkpoint))
-            set_progress(session, self.job_id, self.progress(state))
+        self.reporter.checkpoint(
+            self.take_points(), self.progress(state), step=state.global_step,
+            path=checkpoint_dir(Path(args.output_dir), state.global_step),
+            best_step=checkpoint_step(state.best_model_checkpoint), steps_on_disk=checkpoint_steps_on_disk(args.output_dir),
+        )
         self.last_write = time.monotonic()
 
     def flush_quietly(self) -> None:
         """Best effort, when training failed: keep the metrics logged before the failure."""
         try:
-            with session_scope() as session:
-                self.flush_metrics(session)
+            self.reporter.metrics(self.take_points())
         except Exception as exc:
             print(f"could not record the last metric points: {exc!r}", file=sys.stderr)
 
@@ -171,5 +142,5 @@ class ReportingCallback(TrainerCallback):
             "eta_seconds": eta_seconds,
             "loss": next((entry["loss"] for entry in reversed(state.log_history) if "loss" in entry), None),
             "attempt": self.attempt,
-            "updated_at": utcnow().isoformat(),
+            "updated_at": datetime.now(timezone.utc).isoformat(),
         }

@@ -38,4 +38,4 @@ app.steps["consumer"].add(NoPrefetch)
 def _watch_for_lost_runs(sender=None, **_kwargs) -> None:
     from worker.recovery import start_recovery_thread
 
-    start_recovery_thread(app)
+    start_recovery_thread()

@@ -15,14 +15,12 @@ from db.checkpoints import usable_checkpoint
 from db.engine import session_scope
 from db.events import add_event
 from db.jobs import get_status
-from db.runs import beat, claim_run, finish_run, get_run, interrupt_run, set_pid
-from db.status import JobStatus, RunStatus
-from traindock.dispatch import dispatch_run
+from db.lifecycle import claim_run, finish_run, finish_stopped, interrupt_and_restart
+from db.runs import beat, get_run, set_pid
+from db.status import STOPPING_JOB_STATES, RunStatus
 from traindock.lifetime import die_with_parent
 from traindock.settings import get_settings
-from worker.celery_app import app
 from worker.errors import EXIT_STOPPED
-from worker.recovery import after_interruption
 
 POLL_S = 0.05  # how soon the process's exit is seen
 CHECK_S = 0.5  # how often the run and job are read (a cancel is relayed within about this)
@@ -49,7 +47,7 @@ def supervise(run_id: int, worker_name: str) -> str:
         )
     with session_scope() as session:
         set_pid(session, run_id, process.pid)
-        add_event(session, job_id, "process_started", f"training process {process.pid} started",
+        add_event(session, job_id, "run.process_started", f"training process {process.pid} started",
                   run_id=run_id, data={"pid": process.pid, "log": str(log_path), "attempt": attempt})
     try:
         watched = _watch(process, run_id, job_id, settings)
@@ -70,8 +68,8 @@ class Watched:
 
 
 def _watch(process: subprocess.Popen, run_id: int, job_id: int, settings) -> Watched:
-    """Wait for the process, beating, relaying a cancel, and stopping it if its attempt was
-    settled elsewhere (the recovery took it for lost)."""
+    """Wait for the process, beating, relaying a cancel or pause, and stopping it if its attempt
+    was settled elsewhere (the recovery took it for lost)."""
     watched = Watched()
     last_beat = last_check = time.monotonic()
     stop_requested_at = 0.0
@@ -96,12 +94,12 @@ def _watch(process: subprocess.Popen, run_id: int, job_id: int, settings) -> Wat
             process.wait()
             watched.settled_elsewhere = run_status
             return watched
-        if job_status == JobStatus.CANCELLING and not watched.stop_requested:
+        if job_status in STOPPING_JOB_STATES and not watched.stop_requested:
             process.send_signal(signal.SIGUSR1)
             watched.stop_requested, stop_requested_at = True, now
             with session_scope() as session:
-                add_event(session, job_id, "stop_requested",
-                          "asked the training process to checkpoint and stop", run_id=run_id)
+                add_event(session, job_id, "run.stop_requested",
+                          f"asked the training process to checkpoint and stop ({job_status})", run_id=run_id)
         if watched.stop_requested and now - stop_requested_at > settings.cancel_grace_s:
             process.kill()
             process.wait()
@@ -110,24 +108,19 @@ def _watch(process: subprocess.Popen, run_id: int, job_id: int, settings) -> Wat
 
 
 def _record_outcome(run_id: int, code: int, watched: Watched, log_path: Path) -> str:
-    restart_run_id = None
+    """Say how the attempt ended; db/lifecycle.py decides the job's state (and queues a restart,
+    sent after the commit)."""
     with session_scope() as session:
         run = get_run(session, run_id)
         if watched.settled_elsewhere:
-            add_event(session, run.job_id, "process_stopped",
+            add_event(session, run.job_id, "run.process_stopped",
                       f"attempt {run.attempt} was already {watched.settled_elsewhere}; its training "
                       "process was stopped", run_id=run_id, data={"exit_code": code})
             return watched.settled_elsewhere
-        if watched.killed_after_grace:
-            finish_run(session, run_id, RunStatus.CANCELLED,
-                       "cancelled: the training process did not stop within the grace period and was "
-                       "killed; no final checkpoint was written", exit_code=code)
-        elif code == EXIT_STOPPED and watched.stop_requested:
-            checkpoint = usable_checkpoint(session, run.job_id)
-            step = checkpoint.step if checkpoint else None
-            finish_run(session, run_id, RunStatus.CANCELLED,
-                       f"cancelled; checkpoint of step {step} written" if step is not None else "cancelled",
-                       exit_code=code, data={"checkpoint_step": step})
+        if watched.killed_after_grace or (code == EXIT_STOPPED and watched.stop_requested):
+            checkpoint = None if watched.killed_after_grace else usable_checkpoint(session, run.job_id)
+            finish_stopped(session, run_id, exit_code=code, killed=watched.killed_after_grace,
+                           checkpoint_step=checkpoint.step if checkpoint else None)
         elif code == 0:
             message = "succeeded: training finished before the stop took effect" if watched.stop_requested else "succeeded"
             finish_run(session, run_id, RunStatus.SUCCEEDED, message, exit_code=code)
@@ -137,18 +130,13 @@ def _record_outcome(run_id: int, code: int, watched: Watched, log_path: Path) ->
             error = ({"code": "worker_shutdown", "message": "the worker shut down; the attempt checkpointed and stopped"}
                      if code == EXIT_STOPPED else {"code": "crashed", "message": _crash_message(code)})
             if code < 0:
-                add_event(session, run.job_id, "traceback", _tail(log_path), run_id=run_id)
-            if interrupted := interrupt_run(session, run_id, error):
-                interrupted.exit_code = code
-                restart_run_id = after_interruption(session, interrupted, error)
+                add_event(session, run.job_id, "run.traceback", _tail(log_path), run_id=run_id)
+            interrupt_and_restart(session, run_id, error, exit_code=code)
         else:
             error = run.error or {"code": "crashed", "message": _crash_message(code)}
             finish_run(session, run_id, RunStatus.FAILED, f"failed: {error['message']}", exit_code=code, error=error)
-            add_event(session, run.job_id, "traceback", _tail(log_path), run_id=run_id)
-        status, queue = run.status, run.job.queue  # `run` is the session's one copy, kept current
-    if restart_run_id:
-        dispatch_run(app, restart_run_id, queue)
-    return status
+            add_event(session, run.job_id, "run.traceback", _tail(log_path), run_id=run_id)
+        return run.status  # `run` is the session's one copy, kept current
 
 
 def _crash_message(code: int) -> str:

@@ -30,24 +30,18 @@ if __name__ == "__main__":
 import torch
 from transformers import Trainer, TrainingArguments, set_seed
 
-from db.checkpoints import mark_deleted_except, usable_checkpoint
-from db.datasets import get_dataset
-from db.engine import session_scope
-from db.events import add_event
-from db.jobs import get_job, set_result
-from db.metrics import delete_after
-from db.runs import get_run, set_run_error
 from jobspec.model import JobSpec
 from jobspec.training_args import training_arguments
-from traindock.paths import job_output_dir
+from traindock.paths import checkpoint_dir, checkpoint_steps_on_disk
 from traindock.settings import get_settings
-from worker.callback import ReportingCallback, checkpoint_step, checkpoint_steps_on_disk, numeric_values
+from worker.callback import ReportingCallback, numeric_values
 from worker.data import PaddingCollator, build_datasets
 from worker.errors import (
     EXIT_FAILED, EXIT_STOPPED, EXIT_SUCCEEDED, BadDataset, Bf16Unsupported, TrainingFailure,
     TrainingStopped, classify,
 )
 from worker.model import load_model, load_tokenizer, model_source, prepare_for_training, remote_code_allowed
+from worker.reporting import Reporter, load_assignment, report_error, usable_checkpoint_path
 
 
 @dataclass(frozen=True)
@@ -59,45 +53,41 @@ class RunContext:
     dataset_path: Path
     dataset_format: str
     output_dir: Path
+    resume_step: int | None  # this job's checkpoint the attempt continues from
     resume_from: Path | None  # the checkpoint folder the attempt continues from
 
 
 def load_context(run_id: int) -> RunContext:
-    with session_scope() as session:
-        run = get_run(session, run_id)
-        if run is None:
-            raise LookupError(f"run {run_id} does not exist")
-        job = get_job(session, run.job_id)
-        spec = JobSpec.model_validate(job.spec)
-        dataset = get_dataset(session, job.dataset_id) if job.dataset_id is not None else None
-        if dataset is None:
-            raise BadDataset(f"dataset {spec.dataset_id} was deleted")
-        output_dir = job_output_dir(get_settings().jobs_dir, job.tenant_id, spec.output_dir, job.id)
-        return RunContext(
-            run_id=run.id,
-            job_id=job.id,
-            attempt=run.attempt,
-            spec=spec,
-            dataset_path=Path(dataset.path),
-            dataset_format=dataset.format if spec.data.format == "auto" else spec.data.format,
-            output_dir=output_dir,
-            resume_from=checkpoint_to_resume(session, run.resume_step, spec, output_dir),
-        )
+    assignment = load_assignment(run_id)
+    spec = assignment.spec
+    if assignment.dataset_path is None:
+        raise BadDataset(f"dataset {spec.dataset_id} was deleted")
+    return RunContext(
+        run_id=assignment.run_id,
+        job_id=assignment.job_id,
+        attempt=assignment.attempt,
+        spec=spec,
+        dataset_path=assignment.dataset_path,
+        dataset_format=assignment.dataset_format if spec.data.format == "auto" else spec.data.format,
+        output_dir=assignment.output_dir,
+        resume_step=assignment.resume_step,
+        resume_from=checkpoint_to_resume(assignment.resume_step, spec, assignment.output_dir),
+    )
 
 
-def checkpoint_to_resume(session, resume_step: int | None, spec: JobSpec, output_dir: Path) -> Path | None:
+def checkpoint_to_resume(resume_step: int | None, spec: JobSpec, output_dir: Path) -> Path | None:
     """This job's checkpoint the attempt resumes (set on the run), else the earlier job's
     checkpoint the spec starts from, else None."""
     if resume_step is not None:
-        return output_dir / f"checkpoint-{resume_step}"
+        return checkpoint_dir(output_dir, resume_step)
     earlier = spec.resume_from_checkpoint
     if earlier is None:
         return None
-    checkpoint = usable_checkpoint(session, earlier.job_id, earlier.step)
-    if checkpoint is None:
+    path = usable_checkpoint_path(earlier.job_id, earlier.step)
+    if path is None:
         at_step = f" at step {earlier.step}" if earlier.step else ""
         raise TrainingFailure(f"job {earlier.job_id} has no usable checkpoint{at_step} to start from")
-    return Path(checkpoint.path)
+    return path
 
 
 def build_training_arguments(spec: JobSpec, output_dir: Path) -> TrainingArguments:
@@ -151,36 +141,29 @@ def build_trainer(
     )
 
 
-def discard_later_timeline(context: RunContext) -> None:
+def discard_later_timeline(context: RunContext, reporter: Reporter) -> None:
     """Resuming this job from a step: what came after it belongs to a timeline being replaced.
     Its metric points are forgotten (the new attempt logs its own). Its checkpoints, left in
     place, would make rotation (which keeps the highest steps) delete the new attempt's fresh
     ones instead; so they move to superseded/attempt-<n>/ and are listed as deleted."""
-    resume_step = checkpoint_step(str(context.resume_from))
-    with session_scope() as session:
-        delete_after(session, context.job_id, resume_step)
-    later = sorted(step for step in checkpoint_steps_on_disk(str(context.output_dir)) if step > resume_step)
-    if not later:
-        return
+    resume_step = context.resume_step
+    later = sorted(step for step in checkpoint_steps_on_disk(context.output_dir) if step > resume_step)
     aside = context.output_dir / "superseded" / f"attempt-{context.attempt}"
-    aside.mkdir(parents=True, exist_ok=True)
+    if later:
+        aside.mkdir(parents=True, exist_ok=True)
     for step in later:
-        (context.output_dir / f"checkpoint-{step}").rename(aside / f"checkpoint-{step}")
-    with session_scope() as session:
-        mark_deleted_except(session, context.job_id, checkpoint_steps_on_disk(str(context.output_dir)))
-        add_event(session, context.job_id, "checkpoints_superseded",
-                  f"checkpoints of steps {', '.join(map(str, later))} moved to {aside}: attempt "
-                  f"{context.attempt} continues from step {resume_step}", run_id=context.run_id,
-                  data={"steps": later, "folder": str(aside)})
+        checkpoint_dir(context.output_dir, step).rename(checkpoint_dir(aside, step))
+    reporter.timeline_replaced(resume_step, later, aside, checkpoint_steps_on_disk(context.output_dir))
 
 
 def run_training(context: RunContext, stop: threading.Event) -> None:
     args = build_training_arguments(context.spec, context.output_dir)
     if context.resume_from is not None and not context.resume_from.is_dir():
         raise TrainingFailure(f"cannot resume: the checkpoint folder {context.resume_from} is missing")
-    if context.resume_from is not None and context.resume_from.parent == context.output_dir:
-        discard_later_timeline(context)
-    callback = ReportingCallback(context.job_id, context.run_id, context.attempt, stop)
+    reporter = Reporter(context.job_id, context.run_id)
+    if context.resume_step is not None:
+        discard_later_timeline(context, reporter)
+    callback = ReportingCallback(reporter, context.attempt, stop)
     trainer = build_trainer(context, args, callback, stop)
     stop_if_requested(stop)
     resume = str(context.resume_from) if context.resume_from is not None else None
@@ -207,8 +190,7 @@ def run_training(context: RunContext, stop: threading.Event) -> None:
         "runtime_s": time.monotonic() - PROCESS_STARTED,
         "peak_gpu_memory_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
     }
-    with session_scope() as session:
-        set_result(session, context.job_id, result)
+    reporter.result(result)
 
 
 def record_failure(run_id: int, exc: BaseException) -> None:
@@ -216,8 +198,7 @@ def record_failure(run_id: int, exc: BaseException) -> None:
     error = classify(exc)
     print(f"run {run_id} failed: {error['code']}: {error['message']}", file=sys.stderr)
     try:
-        with session_scope() as session:
-            set_run_error(session, run_id, error)
+        report_error(run_id, error)
     except Exception:
         print("could not write the run's error:", file=sys.stderr)
         traceback.print_exc()

@@ -15,6 +15,7 @@ from api.errors import AUTHENTICATED, NOT_FOUND, Message, conflict, conflict_ans
 from api.pagination import CursorQuery, LimitQuery, Page, next_cursor
 from api.schemas import DatasetId
 from db import datasets as queries
+from db.hooks import after_commit, after_rollback
 
 router = APIRouter(prefix="/datasets", tags=["datasets"], responses=AUTHENTICATED)
 
@@ -58,13 +59,13 @@ def upload_dataset(
             session, tenant_id=tenant.id, filename=_filename(file.filename), path="",
             format=checked.format, rows=checked.rows, bytes=checked.bytes, sha256=checked.sha256,
         )
-        final = settings.datasets_dir / f"{dataset.id}.jsonl"
-        checked.path.rename(final)
-        dataset.path = str(final)
-        session.commit()
     except BaseException:
         checked.path.unlink(missing_ok=True)
         raise
+    final = settings.datasets_dir / f"{dataset.id}.jsonl"
+    checked.path.rename(final)
+    dataset.path = str(final)
+    after_rollback(session, lambda: final.unlink(missing_ok=True))  # no file without its row
     response.headers["Location"] = f"/datasets/{dataset.id}"
     return dataset
 
@@ -107,15 +108,14 @@ def get_dataset(dataset_id: DatasetId, tenant: CurrentTenant, session: SessionDe
 
 
 @router.delete("/{dataset_id}", status_code=204,
-               responses={**NOT_FOUND, **conflict_answer("In use by a queued or running job")})
+               responses={**NOT_FOUND, **conflict_answer("In use by a queued, running or paused job")})
 def delete_dataset(dataset_id: DatasetId, tenant: CurrentTenant, session: SessionDep):
     dataset = queries.get_dataset(session, dataset_id, tenant.id)
     if dataset is None:
         raise not_found("dataset", dataset_id)
     if queries.dataset_in_use(session, dataset_id):
-        raise conflict(f"dataset {dataset_id} is used by a queued or running job")
+        raise conflict(f"dataset {dataset_id} is used by a queued, running or paused job")
     path = Path(dataset.path)
     session.delete(dataset)
-    session.commit()
-    path.unlink(missing_ok=True)
+    after_commit(session, lambda: path.unlink(missing_ok=True))
     return Response(status_code=204)

@@ -7,8 +7,8 @@ from pydantic import StringConstraints, ValidationError
 
 from api.auth import CurrentTenant
 from api.deps import SessionDep, SettingsDep
-from api.errors import AUTHENTICATED, NOT_FOUND, Message, conflict_answer, not_found
-from api.job_control import ResumeRequest, cancel_job, resume_job
+from api.errors import AUTHENTICATED, NOT_FOUND, Message, body_problems, conflict_answer, not_found
+from api.job_control import ResumeRequest, cancel_job, pause_job, resume_job
 from api.job_service import all_problems, request_hash, submit_job
 from api.pagination import CursorQuery, LimitQuery, Page, next_cursor
 from api.schemas import (
@@ -81,9 +81,7 @@ def validate_job(
     try:
         spec = JobSpec.model_validate(body)
     except ValidationError as invalid:
-        errors = explain_unknown_fields(
-            [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in invalid.errors()]
-        )
+        errors = explain_unknown_fields(body_problems(invalid.errors()))
         return ValidationReport(valid=False, spec=None, errors=errors, warnings=[], estimates=None)
     errors = all_problems(session, settings, tenant.id, spec)
     dataset = get_dataset(session, spec.dataset_id, tenant.id)
@@ -151,9 +149,19 @@ def list_checkpoints(job_id: JobId, tenant: CurrentTenant, session: SessionDep):
 @router.post("/{job_id}/cancel", response_model=JobOut,
              responses={**NOT_FOUND, **conflict_answer("The job already finished")})
 def cancel(job_id: JobId, tenant: CurrentTenant, session: SessionDep):
-    """Queued: cancelled at once, never trains. Running: `cancelling`; the worker writes a
-    checkpoint of the current step, stops and frees the GPU, then `cancelled`. Idempotent."""
+    """Queued or paused: cancelled at once (a queued job never trains). Running: `cancelling`; the
+    worker writes a checkpoint of the current step, stops and frees the GPU, then `cancelled`.
+    Idempotent."""
     return cancel_job(session, _job_or_404(session, job_id, tenant))
+
+
+@router.post("/{job_id}/pause", response_model=JobOut,
+             responses={**NOT_FOUND, **conflict_answer("The job finished or is being cancelled")})
+def pause(job_id: JobId, tenant: CurrentTenant, session: SessionDep):
+    """Queued: paused at once. Running: `pausing`; the worker writes a checkpoint of the current
+    step, stops and frees the GPU, then `paused`. `POST /jobs/{id}/resume` continues from that
+    checkpoint. Paused jobs do not count against the queued limit. Idempotent."""
+    return pause_job(session, _job_or_404(session, job_id, tenant))
 
 
 @router.post("/{job_id}/resume", response_model=ResumedJob, status_code=202,
@@ -163,7 +171,7 @@ def cancel(job_id: JobId, tenant: CurrentTenant, session: SessionDep):
                               "content": {"application/json": {"schema": VALIDATION_ERROR}}}})
 def resume(job_id: JobId, tenant: CurrentTenant, session: SessionDep, request: ResumeRequest | None = None):
     """A new attempt continues from a checkpoint with optimizer, scheduler, RNG state and data
-    position restored. From cancelled and failed jobs, and from succeeded ones when the overrides
-    extend training."""
+    position restored. From paused, cancelled and failed jobs, and from succeeded ones when the
+    overrides extend training."""
     job, warnings = resume_job(session, _job_or_404(session, job_id, tenant), request or ResumeRequest())
     return ResumedJob.model_validate({**JobOut.model_validate(job).model_dump(), "warnings": warnings})

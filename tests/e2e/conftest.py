@@ -35,6 +35,7 @@ def stack(backend, models_root, monkeypatch, tmp_path):
     monkeypatch.setenv("TRAINDOCK_HEARTBEAT_INTERVAL_S", "0.5")
     monkeypatch.setenv("TRAINDOCK_HEARTBEAT_TIMEOUT_S", "4")
     monkeypatch.setenv("TRAINDOCK_RECOVERY_INTERVAL_S", "0.5")
+    monkeypatch.setenv("TRAINDOCK_REDISPATCH_AFTER_S", "1")
     reset_caches()
     from api.app import create_app
 

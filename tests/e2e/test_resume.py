@@ -32,22 +32,31 @@ def step_of(client, job_id: int) -> int:
     return (client.get(f"/jobs/{job_id}").json()["progress"] or {}).get("step") or 0
 
 
-def test_cancelled_then_resumed_job_equals_the_uninterrupted_run(stack):
+def test_cancelled_or_paused_then_resumed_jobs_equal_the_uninterrupted_run(stack):
     dataset_id = upload(stack, DEMO_ROWS)
     reference = wait_for(stack, submit(stack, long_spec(dataset_id))["id"])
     assert reference["status"] == "succeeded", reference
+    for verb, stopping, stopped in (("cancel", "cancelling", "cancelled"), ("pause", "pausing", "paused")):
+        job = stop_then_resume(stack, long_spec(dataset_id), verb, stopped)
+        assert comparable_metrics(stack, job["id"]) == comparable_metrics(stack, reference["id"]), verb
+        events = stack.get(f"/jobs/{job['id']}/events").json()["items"]
+        assert [(e["type"], e["data"].get("attempt")) for e in events if e["type"].startswith("job.")] == [
+            ("job.queued", 1), ("job.running", 1), (f"job.{stopping}", 1), (f"job.{stopped}", 1),
+            ("job.queued", 2), ("job.running", 2), ("job.succeeded", 2)]
 
-    job = submit(stack, long_spec(dataset_id))
+
+def stop_then_resume(stack, job_spec: dict, verb: str, stopped: str) -> dict:
+    job = submit(stack, job_spec)
     wait_until(lambda: step_of(stack, job["id"]) >= 50)
-    stack.post(f"/jobs/{job['id']}/cancel")
-    cancelled = wait_for(stack, job["id"])
-    assert cancelled["status"] == "cancelled"
-    stop_step = cancelled["progress"]["step"]
-    assert 50 <= stop_step < 240, "the cancel arrived too late to test a resume"
+    stack.post(f"/jobs/{job['id']}/{verb}")
+    halted = wait_for(stack, job["id"], statuses={stopped, "succeeded", "failed"})
+    assert halted["status"] == stopped, halted
+    stop_step = halted["progress"]["step"]
+    assert 50 <= stop_step < 240, "the stop arrived too late to test a resume"
     checkpoints = {c["step"]: c for c in stack.get(f"/jobs/{job['id']}/checkpoints").json()}
     assert stop_step in checkpoints and not checkpoints[stop_step]["deleted"]
 
-    resumed = stack.post(f"/jobs/{job['id']}/resume")
+    resumed = stack.post(f"/jobs/{job['id']}/resume")  # no body: from the latest checkpoint
     assert resumed.status_code == 202, resumed.text
     assert resumed.json()["status"] == "queued" and resumed.json()["warnings"] == []
     assert [(a["attempt"], a["reason"], a["resume_step"]) for a in resumed.json()["attempts"]] == [
@@ -55,12 +64,7 @@ def test_cancelled_then_resumed_job_equals_the_uninterrupted_run(stack):
     finished = wait_for(stack, job["id"])
     assert finished["status"] == "succeeded", finished
     assert finished["progress"]["step"] == 240 and finished["progress"]["attempt"] == 2
-
-    assert comparable_metrics(stack, job["id"]) == comparable_metrics(stack, reference["id"])
-    events = stack.get(f"/jobs/{job['id']}/events").json()["items"]
-    assert [(e["data"]["to"], e["data"].get("attempt")) for e in events if e["type"] == "status"] == [
-        ("queued", 1), ("running", 1), ("cancelling", 1), ("cancelled", 1),
-        ("queued", 2), ("running", 2), ("succeeded", 2)]
+    return finished
 
 
 def test_resume_rules_and_extending_a_finished_job(stack):
@@ -124,7 +128,7 @@ def test_lost_training_process_and_lost_worker_resume_automatically(stack, tmp_p
 
     job = submit(stack, body)
     # 1. kill -9 of the training process: the supervisor restarts it from the latest checkpoint
-    started = wait_for_event(stack, job["id"], "process_started")
+    started = wait_for_event(stack, job["id"], "run.process_started")
     wait_until(lambda: any(not c["deleted"] for c in stack.get(f"/jobs/{job['id']}/checkpoints").json()))
     os.kill(started["data"]["pid"], signal.SIGKILL)
     wait_until(lambda: len(stack.get(f"/jobs/{job['id']}").json()["attempts"]) == 2)
@@ -146,13 +150,13 @@ def test_lost_training_process_and_lost_worker_resume_automatically(stack, tmp_p
     assert attempts[1]["error"]["code"] == "worker_lost"
     assert comparable_metrics(stack, job["id"]) == comparable_metrics(stack, reference["id"])
     events = stack.get(f"/jobs/{job['id']}/events").json()["items"]
-    assert sum(e["type"] == "process_started" for e in events) == 3
+    assert sum(e["type"] == "run.process_started" for e in events) == 3
 
 
 def test_no_restart_when_max_restarts_is_zero(stack):
     job = submit(stack, {**spec(upload(stack, DEMO_ROWS), max_steps=100000, eval_strategy="no", save_strategy="no"),
                          "resources": {"max_restarts": 0}})
-    started = wait_for_event(stack, job["id"], "process_started")
+    started = wait_for_event(stack, job["id"], "run.process_started")
     os.kill(started["data"]["pid"], signal.SIGKILL)
     job = wait_for(stack, job["id"])
     assert job["status"] == "failed"

@@ -65,7 +65,7 @@ def test_lora_job_reports_progress_metrics_checkpoints_and_result(stack):
     final = Path(job["result"]["final_model_path"])
     assert (final / "adapter_config.json").exists() and (final / "adapter_model.safetensors").exists()
     events = stack.get(f"/jobs/{job['id']}/events").json()["items"]
-    statuses = [e["data"]["to"] for e in events if e["type"] == "status"]
+    statuses = [e["data"]["to"] for e in events if e["type"].startswith("job.")]
     assert statuses == ["queued", "running", "succeeded"]
 
 
@@ -114,22 +114,42 @@ def test_two_identical_jobs_have_bit_identical_losses(stack):
 
 
 def test_duplicate_delivery_starts_no_second_training_process(stack, tmp_path):
-    from api.queue import producer
-    from traindock.broker import send_run
+    from traindock.broker import producer, send_run
 
     second_worker = start_worker(tmp_path / "second-worker.log")
     try:
         job = submit(stack, spec(upload(stack, DEMO_ROWS), max_steps=100000, eval_strategy="no", save_strategy="no"))
-        wait_for_event(stack, job["id"], "process_started")
+        wait_for_event(stack, job["id"], "run.process_started")
         send_run(producer(), _run_id(stack, job["id"]), "gpu")  # the idle second worker takes it at once
-        ignored = wait_for_event(stack, job["id"], "delivery_ignored")
+        ignored = wait_for_event(stack, job["id"], "run.delivery_ignored")
         assert ignored["data"]["run_status"] == "running"
         stack.post(f"/jobs/{job['id']}/cancel")
         assert wait_for(stack, job["id"])["status"] == "cancelled"
     finally:
         stop_worker(second_worker)
     events = stack.get(f"/jobs/{job['id']}/events").json()["items"]
-    assert sum(e["type"] == "process_started" for e in events) == 1
+    assert sum(e["type"] == "run.process_started" for e in events) == 1
+
+
+def test_a_job_whose_broker_message_was_never_sent_still_runs(stack):
+    """The API process dies between the commit and the send: the workers' recovery sends it."""
+    from db import lifecycle
+    from db.engine import session_scope
+    from db.hooks import AFTER_COMMIT
+    from db.tenants import get_or_create_tenant
+    from jobspec import JobSpec
+
+    body = spec(upload(stack, DEMO_ROWS), max_steps=2, eval_strategy="no", save_strategy="no")
+    with session_scope() as session:
+        job = lifecycle.create_job(
+            session, tenant_id=get_or_create_tenant(session, "e2e").id, dataset_id=body["dataset_id"],
+            spec=JobSpec.model_validate({**body, "output_dir": "lost-send"}).model_dump(mode="json"),
+            queue="gpu", name=None,
+        )
+        session.info.pop(AFTER_COMMIT)  # committed, never sent
+    job = wait_for(stack, job.id)
+    assert job["status"] == "succeeded", job
+    assert [a["status"] for a in job["attempts"]] == ["succeeded"]
 
 
 def _run_id(client, job_id: int) -> int:
@@ -161,7 +181,7 @@ def wait_for_event(client, job_id: int, event_type: str, timeout: float = 60) ->
 def test_cancel_running_job_checkpoints_the_stop_step_and_ends_the_process(stack):
     job = submit(stack, spec(upload(stack, DEMO_ROWS), max_steps=100000, eval_strategy="no",
                              save_strategy="no", logging_steps=1))
-    started = wait_for_event(stack, job["id"], "process_started")
+    started = wait_for_event(stack, job["id"], "run.process_started")
     wait_for(stack, job["id"], statuses={"running"})
     wait_until(lambda: (stack.get(f"/jobs/{job['id']}").json()["progress"] or {}).get("step"))
     assert stack.post(f"/jobs/{job['id']}/cancel").json()["status"] == "cancelling"
@@ -191,5 +211,5 @@ def test_a_failure_in_training_ends_failed_with_its_code_and_traceback(stack):
     assert job["error"]["code"] == "bad_dataset"
     assert job["attempts"][0]["exit_code"] == 1 and job["attempts"][0]["error"] == job["error"]
     events = stack.get(f"/jobs/{job['id']}/events").json()["items"]
-    [traceback] = [e for e in events if e["type"] == "traceback"]
+    [traceback] = [e for e in events if e["type"] == "run.traceback"]
     assert "Traceback" in traceback["message"]

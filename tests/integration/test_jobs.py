@@ -130,8 +130,8 @@ def test_every_state_change_is_an_event(client, dataset):
     job = client.post("/jobs", json=make_spec(dataset["id"])).json()
     client.post(f"/jobs/{job['id']}/cancel")
     events = client.get(f"/jobs/{job['id']}/events").json()["items"]
-    changes = [(e["data"]["from"], e["data"]["to"]) for e in events if e["type"] == "status"]
-    assert changes == [(None, "queued"), ("queued", "cancelled")]
+    changes = [(e["type"], e["data"]["from"], e["data"]["to"]) for e in events if e["type"].startswith("job.")]
+    assert changes == [("job.queued", None, "queued"), ("job.cancelled", "queued", "cancelled")]
     first = client.get(f"/jobs/{job['id']}/events", params={"limit": 1}).json()
     assert len(first["items"]) == 1
     after = client.get(f"/jobs/{job['id']}/events", params={"cursor": first["next_cursor"]}).json()

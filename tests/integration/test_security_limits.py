@@ -266,3 +266,7 @@ def test_queued_jobs_per_tenant_is_429_with_retry_after(limited, backend):
     assert client.post("/jobs", json=make_spec(dataset["id"])).status_code == 201
     assert client.post("/jobs", json=make_spec(dataset["id"])).status_code == 429
     assert len(client.get("/jobs", params={"status": "queued"}).json()["items"]) == 2
+    # neither does a paused one
+    assert client.post(f"/jobs/{first.json()['id']}/pause").json()["status"] == "paused"
+    assert client.post("/jobs", json=make_spec(dataset["id"])).status_code == 201
+    assert client.post("/jobs", json=make_spec(dataset["id"])).status_code == 429

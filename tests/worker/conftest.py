@@ -11,8 +11,7 @@ from pathlib import Path
 from db.datasets import add_dataset
 from db.engine import session_scope
 from db.tenants import get_or_create_tenant
-from db.jobs import create_job
-from db.runs import claim_run
+from db.lifecycle import claim_run, create_job
 from jobspec.model import JobSpec
 from tests.conftest import Backend
 from traindock.settings import get_settings
@@ -43,10 +42,11 @@ def start_job(dataset_id: int, *, base_model: str = "tiny", **fields) -> Started
     """A job claimed by a (pretend) worker: its run is 'running', as the supervisor leaves it."""
     spec = JobSpec.model_validate({"base_model": base_model, "dataset_id": dataset_id, **fields})
     with session_scope() as session:
-        job, run = create_job(
-            session, tenant_id=get_or_create_tenant(session, "worker-tests").id, spec=spec.model_dump(mode="json"), dataset_id=dataset_id, queue="gpu", name=None
+        job = create_job(
+            session, tenant_id=get_or_create_tenant(session, "worker-tests").id, spec=spec.model_dump(mode="json"),
+            dataset_id=dataset_id, queue="gpu", name=None,
         )
-        started = Started(job.id, run.id)
+        started = Started(job.id, job.runs[0].id)
     with session_scope() as session:
         assert claim_run(session, started.run_id, "test-worker") is not None
     return started

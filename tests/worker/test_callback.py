@@ -14,13 +14,14 @@ from db.metrics import list_metrics
 from tests.worker.conftest import start_job, write_dataset
 from worker.callback import ReportingCallback
 from worker.errors import TrainingStopped
+from worker.reporting import Reporter
 
 
 @pytest.fixture
 def setup(tmp_path):
     started = start_job(write_dataset([{"text": "a"}], "text"))
     stop = threading.Event()
-    callback = ReportingCallback(started.job_id, started.run_id, attempt=1, stop=stop)
+    callback = ReportingCallback(Reporter(started.job_id, started.run_id), attempt=1, stop=stop)
     args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to="none")
     return started, callback, args, stop
 

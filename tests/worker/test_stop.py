@@ -10,7 +10,8 @@ from db.checkpoints import list_checkpoints
 from db.engine import session_scope
 from db.jobs import get_job
 from db.metrics import list_metrics
-from db.runs import claim_run, create_attempt, get_run
+from db.lifecycle import claim_run, interrupt_and_restart
+from db.runs import get_run, latest_run
 from tests.worker.conftest import (
     DEMO_ROWS, REPO, TRAINING_TIMEOUT_S, install_tiny_model, output_of, process_env, run_training,
     start_job, training_command, write_dataset,
@@ -78,10 +79,11 @@ def test_sigterm_stops_and_the_next_attempt_resumes_from_the_checkpoint(sqlite_b
     stop_step = assert_stopped_with_checkpoint(
         stop_mid_run(sqlite_backend, started.job_id, started.run_id, signal.SIGTERM), started.job_id
     )
-    with session_scope() as session:
-        resumed_id = create_attempt(
-            session, get_job(session, started.job_id), reason="resumed", resume_step=stop_step, message="resumed"
-        ).id
+    with session_scope() as session:  # what the supervisor does when its worker shuts down
+        interrupt_and_restart(session, started.run_id, {"code": "worker_shutdown", "message": "shut down"}, exit_code=3)
+        resumed = latest_run(session, started.job_id)
+        assert (resumed.reason, resumed.resume_step) == ("handed_back", stop_step)
+        resumed_id = resumed.id
     with session_scope() as session:
         assert claim_run(session, resumed_id, "test-worker") is not None
 

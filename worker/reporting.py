@@ -1,0 +1,126 @@
+"""The training process's one way to the database (after Determined's core context): it reads
+what its run is to do, then reports metrics, progress, checkpoints, the result or an error.
+worker/train.py and worker/callback.py use nothing else of db/; each report is one short
+transaction."""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from db.checkpoints import mark_best, mark_deleted_except, record_checkpoint, usable_checkpoint
+from db.datasets import get_dataset
+from db.engine import session_scope
+from db.events import add_event
+from db.jobs import get_job, set_progress, set_result
+from db.metrics import delete_after, metrics_at_step, record_metric_points
+from db.runs import get_run, set_run_error
+from jobspec.model import JobSpec
+from traindock.paths import job_output_dir
+from traindock.settings import get_settings
+
+# (step, epoch, {name: value}) of one or more log lines.
+MetricPoints = list[tuple[int, float | None, dict[str, float]]]
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """What a run is to do, as stored."""
+
+    run_id: int
+    job_id: int
+    attempt: int
+    spec: JobSpec
+    dataset_path: Path | None  # None: the dataset was deleted
+    dataset_format: str | None
+    output_dir: Path
+    resume_step: int | None  # this job's checkpoint the attempt continues from
+
+
+def load_assignment(run_id: int) -> Assignment:
+    with session_scope() as session:
+        run = get_run(session, run_id)
+        if run is None:
+            raise LookupError(f"run {run_id} does not exist")
+        job = get_job(session, run.job_id)
+        spec = JobSpec.model_validate(job.spec)
+        dataset = get_dataset(session, job.dataset_id) if job.dataset_id is not None else None
+        return Assignment(
+            run_id=run.id,
+            job_id=job.id,
+            attempt=run.attempt,
+            spec=spec,
+            dataset_path=Path(dataset.path) if dataset else None,
+            dataset_format=dataset.format if dataset else None,
+            output_dir=job_output_dir(get_settings().jobs_dir, job.tenant_id, spec.output_dir, job.id),
+            resume_step=run.resume_step,
+        )
+
+
+def usable_checkpoint_path(job_id: int, step: int | None) -> Path | None:
+    """An earlier job's checkpoint that a new job starts from (`resume_from_checkpoint`)."""
+    with session_scope() as session:
+        checkpoint = usable_checkpoint(session, job_id, step)
+        return Path(checkpoint.path) if checkpoint else None
+
+
+class Reporter:
+    def __init__(self, job_id: int, run_id: int):
+        self.job_id = job_id
+        self.run_id = run_id
+
+    def progress(self, points: MetricPoints, progress: dict[str, Any]) -> None:
+        with session_scope() as session:
+            record_metric_points(session, self.job_id, self.run_id, points)
+            set_progress(session, self.job_id, progress)
+
+    def metrics(self, points: MetricPoints) -> None:
+        with session_scope() as session:
+            record_metric_points(session, self.job_id, self.run_id, points)
+
+    def checkpoint(
+        self, points: MetricPoints, progress: dict[str, Any], *, step: int, path: Path,
+        best_step: int | None, steps_on_disk: set[int],
+    ) -> None:
+        """A complete checkpoint folder; rotation has already deleted older ones."""
+        with session_scope() as session:
+            record_metric_points(session, self.job_id, self.run_id, points)
+            metrics = metrics_at_step(session, self.job_id, step)
+            record_checkpoint(session, self.job_id, self.run_id, step, str(path), metrics)
+            mark_deleted_except(session, self.job_id, steps_on_disk)
+            mark_best(session, self.job_id, best_step)
+            set_progress(session, self.job_id, progress)
+            add_event(session, self.job_id, "checkpoint.saved", f"checkpoint of step {step} saved",
+                      run_id=self.run_id, data={"step": step, "metrics": metrics, "is_best": best_step == step})
+
+    def training_ended(
+        self, points: MetricPoints, progress: dict[str, Any], *, best_step: int | None, steps_on_disk: set[int]
+    ) -> None:
+        with session_scope() as session:
+            record_metric_points(session, self.job_id, self.run_id, points)
+            # The Trainer may delete checkpoints after the last save (save_total_limit 1).
+            mark_deleted_except(session, self.job_id, steps_on_disk)
+            mark_best(session, self.job_id, best_step)
+            set_progress(session, self.job_id, progress)
+
+    def timeline_replaced(self, resume_step: int, moved: list[int], folder: Path, steps_on_disk: set[int]) -> None:
+        """Resuming from `resume_step`: the later metric points are forgotten, the later
+        checkpoints were moved to `folder`."""
+        with session_scope() as session:
+            delete_after(session, self.job_id, resume_step)
+            if moved:
+                mark_deleted_except(session, self.job_id, steps_on_disk)
+                add_event(session, self.job_id, "checkpoints.superseded",
+                          f"checkpoints of steps {', '.join(map(str, moved))} moved to {folder}: this "
+                          f"attempt continues from step {resume_step}", run_id=self.run_id,
+                          data={"steps": moved, "folder": str(folder)})
+
+    def result(self, result: dict[str, Any]) -> None:
+        with session_scope() as session:
+            set_result(session, self.job_id, result)
+
+
+def report_error(run_id: int, error: dict[str, Any]) -> None:
+    """Written before the process exits with EXIT_FAILED (also when its run could not even be
+    loaded); the supervisor turns it into the job's error."""
+    with session_scope() as session:
+        set_run_error(session, run_id, error)
