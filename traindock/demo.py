@@ -2,6 +2,7 @@
 
 import socket
 import subprocess
+import sys
 import time
 from importlib import resources
 from typing import Annotated
