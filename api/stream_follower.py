@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 END = None  # pushed to a client's queue: the stream is complete
 # A client this far behind is dropped; it reconnects with Last-Event-ID and replays instead.
 MAX_QUEUED = 10_000
+# Rows read per job and poll, at most (a long job's replay takes several polls, back to back).
+MAX_SEQS_PER_POLL = 2_000
 # A writer stamps updated_at before it commits: look back this far for changes just committed.
 COMMIT_MARGIN = timedelta(seconds=30)
 
@@ -47,6 +49,7 @@ class TenantClient:
 class Reading:
     heads: dict[int, object]
     messages: dict[int, list[StreamMessage]]
+    read_up_to: dict[int, int] = field(default_factory=dict)
     list_changes: list = field(default_factory=list)
     seeded: dict[int, list] = field(default_factory=dict)
 
@@ -99,19 +102,15 @@ class StreamFollower:
             self._wake = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._run())
 
-    async def stop(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-
     # ---- The loop ---------------------------------------------------------------------------
 
     async def _run(self) -> None:
         while self.jobs or self.tenants:
+            self._wake.clear()
             try:
                 await self.poll()
             except Exception:
                 log.exception("stream follower: poll failed; retrying")
-            self._wake.clear()
             with anyio.move_on_after(self.interval_s):
                 await self._wake.wait()
 
@@ -130,15 +129,16 @@ class StreamFollower:
             if floors:
                 reading.heads = {head.id: head for head in queries.heads(session, list(floors))}
                 self.queries += 1
-                ranges = {job_id: (floors[job_id], head.stream_seq)
+                ranges = {job_id: (floors[job_id], min(head.stream_seq, floors[job_id] + MAX_SEQS_PER_POLL))
                           for job_id, head in reading.heads.items() if head.stream_seq > floors[job_id]}
+                reading.read_up_to = {job_id: up_to for job_id, (_, up_to) in ranges.items()}
                 if ranges:
                     events, points = queries.written_between(session, ranges)
                     self.queries += 2
-                    for job_id, (after, _) in ranges.items():
+                    for job_id, (after, up_to) in ranges.items():
                         reading.messages[job_id] = job_messages(
                             reading.heads[job_id], [e for e in events if e.job_id == job_id],
-                            [p for p in points if p.job_id == job_id], after,
+                            [p for p in points if p.job_id == job_id], after, up_to,
                         )
             if new_tenants:
                 for row in queries.list_rows(session, new_tenants):
@@ -159,12 +159,16 @@ class StreamFollower:
                 if head is None:
                     client.queue.put_nowait(END)
                     continue
+                up_to = reading.read_up_to.get(job_id, head.stream_seq)
                 for message in reading.messages.get(job_id, ()):
                     if message.seq > client.cursor:
                         client.queue.put_nowait(message)
-                client.cursor = max(client.cursor, head.stream_seq)
-                if head.status in FINISHED_JOB_STATES or client.queue.qsize() > MAX_QUEUED:
+                client.cursor = max(client.cursor, up_to)
+                caught_up = client.cursor >= head.stream_seq
+                if client.queue.qsize() > MAX_QUEUED or (caught_up and head.status in FINISHED_JOB_STATES):
                     client.queue.put_nowait(END)
+                elif not caught_up:
+                    self._wake.set()  # more to replay: no pause before the next read
 
     def _send_lists(self, reading: Reading) -> None:
         for tenant_id, rows in reading.seeded.items():

@@ -61,10 +61,10 @@ def metric_messages(points) -> list[StreamMessage]:
     ]
 
 
-def job_messages(job, events, points, after: int) -> list[StreamMessage]:
-    """Everything of one job numbered in (after, job.stream_seq], in order."""
+def job_messages(job, events, points, after: int, up_to: int) -> list[StreamMessage]:
+    """Everything of one job numbered in (after, up_to], in order."""
     messages = [event_message(event, job) for event in events] + metric_messages(points)
-    if job.progress is not None and after < job.progress_seq <= job.stream_seq:
+    if job.progress is not None and after < job.progress_seq <= up_to:
         messages.append(StreamMessage(job.progress_seq, PROGRESS, job.progress))
     return sorted(messages, key=lambda message: message.seq)
 

@@ -4,6 +4,7 @@ state is driven by writing through the db functions, as the worker and training 
 import httpx
 import pytest
 
+from api import stream_follower
 from api.app import create_app
 from db.checkpoints import record_checkpoint
 from db.engine import session_scope
@@ -121,6 +122,11 @@ def test_reconnect_with_last_event_id_misses_nothing_and_repeats_nothing(api):
     assert sorted(losses) == [(1, 2.5), (2, 0.5), (3, 1.5)]
     assert [e.data["step"] for e in full if e.type == "progress"] == [3]
     assert replay(url, key, job_id, last_id=full[-1].id) == []
+
+
+def test_a_long_replay_is_read_in_slices_without_gaps(api, monkeypatch):
+    monkeypatch.setattr(stream_follower, "MAX_SEQS_PER_POLL", 2)
+    test_reconnect_with_last_event_id_misses_nothing_and_repeats_nothing(api)
 
 
 def test_auth_and_tenants(api):
