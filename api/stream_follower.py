@@ -61,7 +61,6 @@ class StreamFollower:
         self.tenants: dict[int, set[TenantClient]] = defaultdict(set)
         self.known: dict[int, dict[int, object]] = {}  # tenant -> job -> the row last sent
         self.since: datetime | None = None
-        self.queries = 0  # statements run, for tests and the bench
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -128,13 +127,11 @@ class StreamFollower:
             reading = Reading({}, {})
             if floors:
                 reading.heads = {head.id: head for head in queries.heads(session, list(floors))}
-                self.queries += 1
                 ranges = {job_id: (floors[job_id], min(head.stream_seq, floors[job_id] + MAX_SEQS_PER_POLL))
                           for job_id, head in reading.heads.items() if head.stream_seq > floors[job_id]}
                 reading.read_up_to = {job_id: up_to for job_id, (_, up_to) in ranges.items()}
                 if ranges:
                     events, points = queries.written_between(session, ranges)
-                    self.queries += 2
                     for job_id, (after, up_to) in ranges.items():
                         reading.messages[job_id] = job_messages(
                             reading.heads[job_id], [e for e in events if e.job_id == job_id],
@@ -144,10 +141,8 @@ class StreamFollower:
                 for row in queries.list_rows(session, new_tenants):
                     reading.seeded.setdefault(row.tenant_id, []).append(row)
                 reading.seeded |= {tenant_id: reading.seeded.get(tenant_id, []) for tenant_id in new_tenants}
-                self.queries += 1
             if tenant_ids and since is not None:
                 reading.list_changes = queries.list_rows_changed_since(session, tenant_ids, since)
-                self.queries += 1
             return reading
 
     def _send_jobs(self, floors: dict[int, int], reading: Reading) -> None:
