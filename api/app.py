@@ -7,7 +7,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.auth import RequireApiKey
 from api.body_limit import BodySizeLimit
 from api.errors import body_error_handler, transition_refused_handler, validation_error_handler
-from api.routes import datasets, health, jobs, schema
+from api.routes import datasets, health, jobs, schema, stream
+from api.stream_follower import StreamFollower
 from db.lifecycle import TransitionRefused
 from traindock.settings import get_settings
 
@@ -27,7 +28,9 @@ def create_app() -> FastAPI:
     # request's body is read at all.
     app.add_middleware(RequireApiKey)
     app.add_middleware(BodySizeLimit, settings=settings)
-    for module in (health, schema, datasets, jobs):
+    app.state.stream_follower = StreamFollower()
+    # The stream before jobs: /jobs/stream would otherwise be taken for /jobs/{job_id}.
+    for module in (health, schema, datasets, stream, jobs):
         app.include_router(module.router)
     _document_api_key(app)
     return app

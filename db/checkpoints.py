@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from db.events import add_event
 from db.models import Checkpoint, utcnow
 from db.upsert import upsert
 
@@ -20,6 +21,8 @@ def record_checkpoint(
           "is_best": False, "deleted": False, "created_at": utcnow()}],
         keys=["job_id", "step"], update=["run_id", "path", "metrics", "deleted", "created_at"],
     )
+    add_event(session, job_id, "checkpoint.saved", f"checkpoint of step {step} saved", run_id=run_id,
+              data={"step": step, "path": path, "metrics": metrics})
 
 
 def mark_deleted_except(session: Session, job_id: int, existing_steps: set[int]) -> list[int]:

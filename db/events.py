@@ -6,6 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import Event
+from db.sequence import next_seq
 
 
 def add_event(
@@ -17,7 +18,8 @@ def add_event(
     run_id: int | None = None,
     data: dict[str, Any] | None = None,
 ) -> Event:
-    event = Event(job_id=job_id, run_id=run_id, type=type, message=message, data=data)
+    event = Event(job_id=job_id, run_id=run_id, type=type, message=message, data=data,
+                  seq=next_seq(session, job_id))
     session.add(event)
     return event
 

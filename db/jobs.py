@@ -7,6 +7,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Job, utcnow
+from db.sequence import next_seq
 from db.status import JobStatus
 
 
@@ -49,7 +50,7 @@ def list_jobs(
 
 
 def set_progress(session: Session, job_id: int, progress: dict[str, Any]) -> None:
-    session.execute(update(Job).where(Job.id == job_id).values(progress=progress, updated_at=utcnow()))
+    next_seq(session, job_id, progress=progress, progress_seq=Job.stream_seq + 1, updated_at=utcnow())
 
 
 def set_result(session: Session, job_id: int, result: dict[str, Any]) -> None:

@@ -6,21 +6,25 @@ from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.orm import Session
 
 from db.models import MetricPoint, utcnow
+from db.sequence import next_seq
 from db.upsert import upsert
 
 
 def record_metric_points(
     session: Session, job_id: int, run_id: int, points: list[tuple[int, float | None, dict[str, float]]]
 ) -> None:
-    """Many steps' (step, epoch, values) at once (the training process's batched writes)."""
-    now = utcnow()
+    """Many steps' (step, epoch, values) at once (the training process's batched writes), under
+    one stream number."""
+    if not any(values for _, _, values in points):
+        return
+    now, seq = utcnow(), next_seq(session, job_id)
     rows = [
         {"job_id": job_id, "run_id": run_id, "name": name, "step": step, "epoch": epoch,
-         "value": float(value), "created_at": now}
+         "value": float(value), "seq": seq, "created_at": now}
         for step, epoch, values in points for name, value in values.items()
     ]
     upsert(session, MetricPoint, rows, keys=["job_id", "name", "step"],
-           update=["run_id", "epoch", "value", "created_at"])
+           update=["run_id", "epoch", "value", "seq", "created_at"])
 
 
 def cursor_of(point: MetricPoint) -> str:

@@ -101,6 +101,10 @@ class Job(TimestampMixin, Base):
     progress: Mapped[dict[str, Any] | None]
     result: Mapped[dict[str, Any] | None]
     error: Mapped[dict[str, Any] | None]
+    # The job's stream: the last number given to one of its events, metric batches or progress
+    # (db/sequence.py), and the number of the current progress.
+    stream_seq: Mapped[int] = mapped_column(IdType, default=0, server_default="0")
+    progress_seq: Mapped[int] = mapped_column(IdType, default=0, server_default="0")
 
     runs: Mapped[list["Run"]] = relationship(
         back_populates="job", order_by="Run.attempt", lazy="selectin"
@@ -139,6 +143,7 @@ class Event(Base):
     ...) and a JSON payload: the record the stream and webhooks read."""
 
     __tablename__ = "events"
+    __table_args__ = (Index("ix_events_job_seq", "job_id", "seq"),)
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
@@ -146,6 +151,7 @@ class Event(Base):
     type: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(Text)
     data: Mapped[dict[str, Any] | None]
+    seq: Mapped[int] = mapped_column(IdType, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -154,6 +160,7 @@ class MetricPoint(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "name", "step"),
         Index("ix_metric_points_job_step", "job_id", "step"),
+        Index("ix_metric_points_job_seq", "job_id", "seq"),
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
@@ -163,6 +170,8 @@ class MetricPoint(Base):
     step: Mapped[int]
     epoch: Mapped[float | None] = mapped_column(Float)
     value: Mapped[float] = mapped_column(Float)
+    # An upsert renumbers the row: a replaced value is news, the old one is never replayed.
+    seq: Mapped[int] = mapped_column(IdType, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

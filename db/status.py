@@ -32,5 +32,7 @@ FINISHED_JOB_STATES = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLE
 RESUMABLE_JOB_STATES = {JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.PAUSED}
 # A job in these has a run that is queued or training (its dataset cannot be deleted).
 ACTIVE_JOB_STATES = {JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELLING, JobStatus.PAUSING}
+# Nothing happens to a job in these until someone acts: a stream of the job ends there.
+RESTING_JOB_STATES = FINISHED_JOB_STATES | {JobStatus.PAUSED}
 # A running job being asked to checkpoint and stop.
 STOPPING_JOB_STATES = {JobStatus.CANCELLING, JobStatus.PAUSING}

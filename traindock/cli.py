@@ -1,16 +1,27 @@
 """The `traindock` command: serve, migrate, run workers, and talk to the API."""
 
-import argparse
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from traindock import commands, demo, keys
+from traindock.failures import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+Host = Annotated[str, typer.Option(help="Address to listen on.")]
+Port = Annotated[int, typer.Option(help="Port to listen on.")]
 
-def migrate(_args=None) -> None:
+
+@app.command("migrate")
+def migrate() -> None:
+    """Upgrade the database schema to the latest migration."""
     from alembic import command
     from alembic.config import Config
 
@@ -21,30 +32,40 @@ def migrate(_args=None) -> None:
     command.upgrade(config, "head")
 
 
-def serve_api(args) -> None:
+@app.command("api")
+def serve_api(host: Host = "127.0.0.1", port: Port = 8000) -> None:
+    """Serve the REST API."""
     import uvicorn
 
-    uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port, log_level="info")
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, log_level="info")
 
 
-def run_worker(args) -> None:
-    if args.gpus is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = args.gpus
+@app.command("worker")
+def run_worker(
+    queues: Annotated[Optional[str], typer.Option(help="Comma-separated queues (default: the default queue).")] = None,
+    concurrency: Annotated[int, typer.Option(help="Jobs at once; one per GPU.", min=1)] = 1,
+    gpus: Annotated[Optional[str], typer.Option(help="GPU indices the jobs may use (sets CUDA_VISIBLE_DEVICES).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Worker name (default traindock@<host>).")] = None,
+    loglevel: str = "info",
+) -> None:
+    """Run a GPU worker: one training job at a time per worker."""
+    if gpus is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus
     from traindock.settings import get_settings
-    from worker.celery_app import app
+    from worker.celery_app import app as celery
 
     settings = get_settings()
     settings.ensure_dirs()
-    queues = args.queues or settings.default_queue
-    app.worker_main([
-        "worker", "--queues", queues, "--concurrency", str(args.concurrency), "--pool", "prefork",
-        "--loglevel", args.loglevel, "--hostname", args.name or "traindock@%h",
+    celery.worker_main([
+        "worker", "--queues", queues or settings.default_queue, "--concurrency", str(concurrency),
+        "--pool", "prefork", "--loglevel", loglevel, "--hostname", name or "traindock@%h",
         "--without-gossip", "--without-mingle",
     ])
 
 
-def up(args) -> None:
-    """API and one worker on this machine (the embedded default needs no servers)."""
+@app.command("up")
+def up(host: Host = "127.0.0.1", port: Port = 8000) -> None:
+    """Migrate, then serve the API with one worker (the embedded default needs no servers)."""
     from traindock.keys import ensure_first_key
     from traindock.lifetime import die_with_parent
     from traindock.settings import get_settings
@@ -56,7 +77,7 @@ def up(args) -> None:
     worker = subprocess.Popen([sys.executable, "-m", "traindock.cli", "worker", "--loglevel", "warning"],
                               preexec_fn=die_with_parent(signal.SIGTERM))
     try:
-        serve_api(args)
+        serve_api(host, port)
     finally:
         worker.send_signal(signal.SIGTERM)
         try:
@@ -65,39 +86,13 @@ def up(args) -> None:
             worker.kill()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from traindock import client, demo, keys
-
-    parser = argparse.ArgumentParser(prog="traindock", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    def add(name: str, handler, help: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help)
-        sub.set_defaults(handler=handler)
-        return sub
-
-    for name, handler, help in (("api", serve_api, "Serve the REST API."),
-                                ("up", up, "Migrate, then serve the API with one worker.")):
-        sub = add(name, handler, help)
-        sub.add_argument("--host", default="127.0.0.1")
-        sub.add_argument("--port", type=int, default=8000)
-    add("migrate", migrate, "Upgrade the database schema to the latest migration.")
-    sub = add("worker", run_worker, "Run a GPU worker: one training job at a time per worker.")
-    sub.add_argument("--queues", help="Comma-separated queues to consume (default: the default queue).")
-    sub.add_argument("--concurrency", type=int, default=1, help="Jobs at once; one per GPU.")
-    sub.add_argument("--gpus", help="GPU indices the jobs may use (sets CUDA_VISIBLE_DEVICES).")
-    sub.add_argument("--name", help="Worker name (default traindock@<host>).")
-    sub.add_argument("--loglevel", default="info")
-    sub = add("demo", demo.run, "Train a tiny local model end to end through the API.")
-    sub.add_argument("--url", help="API to use (default: start a private API and worker).")
-    client.add_commands(add)
-    keys.add_commands(commands)
-    return parser
+app.command("demo")(demo.run)
+app.add_typer(keys.app, name="keys")
+commands.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    args.handler(args)
+    sys.exit(run_cli(app, argv))
 
 
 if __name__ == "__main__":

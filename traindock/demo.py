@@ -1,15 +1,17 @@
 """`traindock demo`: a tiny local model trained end to end through the API, no hub needed."""
 
-import json
 import socket
 import subprocess
 import sys
 import time
 from importlib import resources
+from typing import Annotated
 
 import httpx
+import typer
 
-from traindock.client import FINISHED, _check, api, watch_job
+from traindock.client import CliError, api, check
+from traindock.commands import Url, end_of, watch_job
 from traindock.settings import get_settings
 
 DEMO_MODEL = "tiny-llama-demo"
@@ -49,7 +51,7 @@ def _start_stack() -> tuple[subprocess.Popen, str]:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if stack.poll() is not None:
-            sys.exit("the API did not start (run `traindock up` to see why)")
+            raise CliError("the API did not start (run `traindock up` to see why)")
         try:
             if httpx.get(f"{url}/health", timeout=1).status_code == 200:
                 return stack, url
@@ -57,10 +59,12 @@ def _start_stack() -> tuple[subprocess.Popen, str]:
             pass
         time.sleep(0.2)
     stack.terminate()
-    sys.exit("the API did not answer within 60 s")
+    raise CliError("the API did not answer within 60 s")
 
 
-def run(args) -> None:
+def run(url: Url = None,
+        keep: Annotated[bool, typer.Option("--keep", help="Leave the API and worker running afterwards.")] = False):
+    """Train a tiny local model end to end through the API (no hub needed)."""
     from worker.tinymodel import build_tiny_model
 
     settings = get_settings()
@@ -69,34 +73,46 @@ def run(args) -> None:
     if not (model_dir / "config.json").exists():
         print(f"building a tiny Llama and tokenizer in {model_dir}")
         build_tiny_model(model_dir)
-    stack, url = (None, args.url) if args.url else _start_stack()
+    stack, url = (None, url) if url else _start_stack()
     try:
         with api(url) as client:
             data = resources.files("traindock").joinpath("data/alpaca_demo.jsonl").read_bytes()
-            dataset = _check(client.post("/datasets", files={"file": ("alpaca_demo.jsonl", data)}))
+            dataset = check(client.post("/datasets", files={"file": ("alpaca_demo.jsonl", data)}))
             print(f"uploaded dataset {dataset['id']}: {dataset['rows']} {dataset['format']} rows")
-            job = _check(client.post("/jobs", json=demo_spec(dataset["id"])))
+            job = check(client.post("/jobs", json=demo_spec(dataset["id"])))
             print(f"submitted job {job['id']}")
-            job = watch_job(client, job["id"], interval=0.2)
-            _report(client, job)
+            job = watch_job(client, job["id"])
+            if job["status"] == "succeeded":
+                report(client, job, model_dir)
     finally:
-        if stack is not None:
+        if stack is not None and not keep:
             stack.terminate()
             stack.wait(timeout=30)
-    if job["status"] != "succeeded":
-        sys.exit(1)
+        elif stack is not None:
+            print(f"the API and its worker keep running at {url}; stop them with: kill {stack.pid}")
+    end_of(job)
 
 
-def _report(client: httpx.Client, job: dict) -> None:
-    if job["status"] in FINISHED - {"succeeded"}:
-        print(f"job {job['status']}: {json.dumps(job.get('error'))}")
-        return
-    points = _check(client.get(f"/jobs/{job['id']}/metrics", params={"name": ["loss", "eval_loss"], "limit": 500}))
-    print("step  metric      value")
-    for point in points["items"]:
-        print(f"{point['step']:>4}  {point['name']:<10}  {point['value']:.4f}")
+def report(client: httpx.Client, job: dict, model_dir) -> None:
+    """What the run achieved, where the adapter is and how to load it."""
+    result = job.get("result") or {}
+    metrics = result.get("metrics") or {}
+    points = check(client.get(f"/jobs/{job['id']}/metrics", params={"name": "eval_loss", "limit": 500}))["items"]
+    runtime = metrics.get("train_runtime") or result.get("runtime_s")
+    tokens = result.get("num_input_tokens_seen")
     print("checkpoints:")
-    for checkpoint in _check(client.get(f"/jobs/{job['id']}/checkpoints")):
-        flags = " ".join(flag for flag in ("best" if checkpoint["is_best"] else "", "deleted" if checkpoint["deleted"] else "") if flag)
+    for checkpoint in check(client.get(f"/jobs/{job['id']}/checkpoints")):
+        flags = " ".join(f for f in ("best" if checkpoint["is_best"] else "", "deleted" if checkpoint["deleted"] else "") if f)
         print(f"  step {checkpoint['step']:>4}  {checkpoint['path']}  {flags}")
-    print(f"final model: {(job.get('result') or {}).get('final_model_path')}")
+    summary = {
+        "best eval loss": min((p["value"] for p in points), default=None),
+        "train loss": metrics.get("train_loss"),
+        "runtime": f"{runtime:.1f} s" if runtime else None,
+        "tokens/s": f"{tokens / runtime:.0f}" if tokens and runtime else None,
+    }
+    print("  ".join(f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}"
+                    for name, value in summary.items() if value is not None))
+    final = result.get("final_model_path")
+    print(f"adapter: {final}\nload it with:")
+    print("    from transformers import AutoModelForCausalLM\n    from peft import PeftModel\n"
+          f"    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained({str(model_dir)!r}), {final!r})")

@@ -1,10 +1,13 @@
 """`traindock keys ...`, and the first key that `traindock up` makes on a fresh data dir."""
 
 import os
-import sys
+from typing import Annotated
+
+import typer
 
 from db.engine import session_scope
 from db.tenants import any_key_exists, issue_key, list_keys, revoke_key
+from traindock.client import CliError
 from traindock.settings import Settings
 
 
@@ -40,34 +43,31 @@ def ensure_first_key(settings: Settings) -> None:
           f"  {issued.secret}\nsend it as 'Authorization: Bearer <key>'", flush=True)
 
 
-def create(args) -> None:
+app = typer.Typer(help="Create, revoke and list API keys.", no_args_is_help=True)
+
+
+@app.command()
+def create(tenant: Annotated[str, typer.Option(help="Tenant name (created if new).")]):
+    """Create a key for a tenant; the secret is shown once."""
     with session_scope() as session:
-        issued = issue_key(session, args.tenant)
+        issued = issue_key(session, tenant)
     print(f"API key {issued.key_id} for tenant '{issued.tenant}' (shown once, stored only as a hash):")
     print(issued.secret)
 
 
-def revoke(args) -> None:
+@app.command()
+def revoke(key_id: str):
+    """Revoke a key by its id."""
     with session_scope() as session:
-        if not revoke_key(session, args.key_id):
-            sys.exit(f"no active key with id {args.key_id}")
-    print(f"revoked key {args.key_id}")
+        if not revoke_key(session, key_id):
+            raise CliError(f"no active key with id {key_id}")
+    print(f"revoked key {key_id}")
 
 
-def show(_args) -> None:
+@app.command("list")
+def show():
+    """List keys (ids and tenants, never secrets)."""
     with session_scope() as session:
         for key, tenant in list_keys(session):
             state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
             print(f"{key.key_id}  {tenant.name:<20} created {key.created_at:%Y-%m-%d %H:%M}  {state}")
-
-
-def add_commands(commands) -> None:
-    keys = commands.add_parser("keys", help="Create, revoke and list API keys.", description="API keys.")
-    sub = keys.add_subparsers(dest="keys_command", required=True)
-    parser = sub.add_parser("create", help="Create a key for a tenant (created if new); shown once.")
-    parser.add_argument("--tenant", required=True)
-    parser.set_defaults(handler=create)
-    parser = sub.add_parser("revoke", help="Revoke a key by its id.")
-    parser.add_argument("key_id")
-    parser.set_defaults(handler=revoke)
-    sub.add_parser("list", help="List keys (ids and tenants, never secrets).").set_defaults(handler=show)

@@ -84,13 +84,11 @@ class Reporter:
         """A complete checkpoint folder; rotation has already deleted older ones."""
         with session_scope() as session:
             record_metric_points(session, self.job_id, self.run_id, points)
-            metrics = metrics_at_step(session, self.job_id, step)
-            record_checkpoint(session, self.job_id, self.run_id, step, str(path), metrics)
+            record_checkpoint(session, self.job_id, self.run_id, step, str(path),
+                              metrics_at_step(session, self.job_id, step))
             mark_deleted_except(session, self.job_id, steps_on_disk)
             mark_best(session, self.job_id, best_step)
             set_progress(session, self.job_id, progress)
-            add_event(session, self.job_id, "checkpoint.saved", f"checkpoint of step {step} saved",
-                      run_id=self.run_id, data={"step": step, "metrics": metrics, "is_best": best_step == step})
 
     def training_ended(
         self, points: MetricPoints, progress: dict[str, Any], *, best_step: int | None, steps_on_disk: set[int]

@@ -255,7 +255,9 @@ def test_every_operation(live_api):
     # The key is ours to send (and, every BAD_KEY_EVERY cases, to get wrong): no generated
     # Authorization headers, so the invalid cases go to the parameters and bodies.
     schema.config.generation.update(with_security_parameters=False)
-    operations = [result.ok() for result in schema.get_all_operations()]
+    # Streams stay open until a job ends: tests/integration/test_stream.py covers them.
+    operations = [operation for result in schema.get_all_operations()
+                  if not (operation := result.ok()).path.endswith("/stream")]
     assert len(operations) >= 15, [operation.label for operation in operations]
     started = time.monotonic()
     with requests.Session() as session:
