@@ -4,7 +4,8 @@ checkpoint of the current step followed by TrainingStopped.
 
 Writes are batched: metric points wait in memory and go out with a progress update at most about
 once a second, and at every evaluation, save and the end of training, each in one short
-transaction."""
+transaction. The progress names its phase (training, evaluating with its own progress, saving),
+written as each begins, so a long evaluation or save never looks like a frozen job."""
 
 import math
 import sys
@@ -31,11 +32,16 @@ def numeric_values(logs: dict) -> dict[str, float]:
     }
 
 
+def utc_now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
 class ReportingCallback(TrainerCallback):
-    def __init__(self, reporter: Reporter, attempt: int, stop: threading.Event):
+    def __init__(self, reporter: Reporter, stop: threading.Event):
         self.reporter = reporter
-        self.attempt = attempt
         self.stop = stop
+        self.phase, self.phase_progress, self.phase_started_at = "training", None, utc_now_iso()
+        self.eval_batches = 0
         self.pending: dict[int, tuple[float | None, dict[str, float]]] = {}  # step -> (epoch, values)
         self.last_write = -math.inf
         # Rates are measured from the end of this run's first step, so start-up and a resumed
@@ -43,6 +49,10 @@ class ReportingCallback(TrainerCallback):
         self.first_step: tuple[float, int, int] | None = None  # (time, global step, tokens seen)
 
     # ---- Trainer events -------------------------------------------------------------------
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.enter("training", state)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         if self.stop.is_set():
@@ -55,7 +65,21 @@ class ReportingCallback(TrainerCallback):
         now = time.monotonic()
         if self.first_step is None:
             self.first_step = (now, state.global_step, state.num_input_tokens_seen)
-        if now - self.last_write >= WRITE_INTERVAL_S:
+        # DefaultFlowCallback, which runs first, has decided what follows this step.
+        if control.should_evaluate:
+            self.enter("evaluating", state)
+        elif control.should_save:
+            self.enter("saving", state)
+        elif now - self.last_write >= WRITE_INTERVAL_S:
+            self.write(state)
+
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        if not state.is_world_process_zero or self.phase != "evaluating":
+            return
+        self.eval_batches += 1
+        if eval_dataloader is not None and len(eval_dataloader):
+            self.phase_progress = round(min(self.eval_batches / len(eval_dataloader), 1.0), 4)
+        if time.monotonic() - self.last_write >= WRITE_INTERVAL_S:
             self.write(state)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -69,10 +93,11 @@ class ReportingCallback(TrainerCallback):
         if self.stop.is_set():
             self._stop_after_save(control)
         if state.is_world_process_zero:
-            self.write(state)
+            self.enter("saving" if control.should_save else "training", state)
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
+            self.phase, self.phase_progress, self.phase_started_at = "training", None, utc_now_iso()
             self.record_save(args, state)
         if self.stop.is_set():
             raise TrainingStopped(f"stopped on request at step {state.global_step}")
@@ -92,6 +117,12 @@ class ReportingCallback(TrainerCallback):
     def _stop_after_save(control: TrainerControl) -> None:
         control.should_save = True
         control.should_training_stop = True
+
+    def enter(self, phase: str, state: TrainerState) -> None:
+        """A new phase begins: written at once."""
+        self.phase, self.phase_progress, self.phase_started_at = phase, None, utc_now_iso()
+        self.eval_batches = 0
+        self.write(state)
 
     def write(self, state: TrainerState) -> None:
         """Pending metric points and the progress, in one transaction."""
@@ -141,6 +172,9 @@ class ReportingCallback(TrainerCallback):
             "tokens_per_second": tokens_per_second,
             "eta_seconds": eta_seconds,
             "loss": next((entry["loss"] for entry in reversed(state.log_history) if "loss" in entry), None),
-            "attempt": self.attempt,
-            "updated_at": datetime.now(timezone.utc).isoformat(),
+            "attempt": self.reporter.attempt,
+            "phase": "saving" if final else self.phase,  # the final model is saved next
+            "phase_progress": None if final else self.phase_progress,
+            "phase_started_at": self.phase_started_at,
+            "updated_at": utc_now_iso(),
         }

@@ -4,6 +4,7 @@ worker/train.py and worker/callback.py use nothing else of db/; each report is o
 transaction."""
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +65,21 @@ def usable_checkpoint_path(job_id: int, step: int | None) -> Path | None:
 
 
 class Reporter:
-    def __init__(self, job_id: int, run_id: int):
+    def __init__(self, job_id: int, run_id: int, attempt: int):
         self.job_id = job_id
         self.run_id = run_id
+        self.attempt = attempt
+
+    def phase(self, name: str) -> None:
+        """A phase before training (preparing_data, loading_model) begins: it goes into the
+        progress the job already shows (a resumed job keeps its step), so the first seconds of a
+        job never look frozen."""
+        now = datetime.now(timezone.utc).isoformat()
+        with session_scope() as session:
+            progress = dict(get_job(session, self.job_id).progress or {})
+            progress.update(phase=name, phase_progress=None, phase_started_at=now, attempt=self.attempt,
+                            updated_at=now)
+            set_progress(session, self.job_id, progress)
 
     def progress(self, points: MetricPoints, progress: dict[str, Any]) -> None:
         with session_scope() as session:

@@ -121,12 +121,15 @@ def build_trainer(
     context: RunContext, args: TrainingArguments, callback: ReportingCallback, stop: threading.Event
 ) -> Trainer:
     spec = context.spec
+    reporter = callback.reporter
+    reporter.phase("preparing_data")
     source = model_source(spec.base_model, get_settings().effective_model_roots)
     tokenizer = load_tokenizer(source, spec.base_model, trust_remote_code=remote_code_allowed(spec))
     train_set, eval_set = build_datasets(
         context.dataset_path, context.dataset_format, tokenizer, spec.data, spec.training.seed
     )
     stop_if_requested(stop)
+    reporter.phase("loading_model")
     # Before the model is built: LoRA's initial adapter weights come from this RNG.
     set_seed(spec.training.seed)
     model = prepare_for_training(load_model(source, spec.base_model, spec), spec)
@@ -160,10 +163,10 @@ def run_training(context: RunContext, stop: threading.Event) -> None:
     args = build_training_arguments(context.spec, context.output_dir)
     if context.resume_from is not None and not context.resume_from.is_dir():
         raise TrainingFailure(f"cannot resume: the checkpoint folder {context.resume_from} is missing")
-    reporter = Reporter(context.job_id, context.run_id)
+    reporter = Reporter(context.job_id, context.run_id, context.attempt)
     if context.resume_step is not None:
         discard_later_timeline(context, reporter)
-    callback = ReportingCallback(reporter, context.attempt, stop)
+    callback = ReportingCallback(reporter, stop)
     trainer = build_trainer(context, args, callback, stop)
     stop_if_requested(stop)
     resume = str(context.resume_from) if context.resume_from is not None else None

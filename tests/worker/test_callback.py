@@ -21,7 +21,7 @@ from worker.reporting import Reporter
 def setup(tmp_path):
     started = start_job(write_dataset([{"text": "a"}], "text"))
     stop = threading.Event()
-    callback = ReportingCallback(Reporter(started.job_id, started.run_id), attempt=1, stop=stop)
+    callback = ReportingCallback(Reporter(started.job_id, started.run_id, attempt=1), stop=stop)
     args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to="none")
     return started, callback, args, stop
 
@@ -100,3 +100,29 @@ def test_a_stop_request_saves_this_step_then_stops(sqlite_backend, setup):
         [checkpoint] = list_checkpoints(session, started.job_id)
         assert get_job(session, started.job_id).progress["step"] == 3
     assert checkpoint.step == 3 and not checkpoint.deleted
+
+
+def test_progress_names_its_phase_as_each_begins(sqlite_backend, setup):
+    started, callback, args, _ = setup
+
+    def phase() -> tuple[str, float | None]:
+        with session_scope() as session:
+            progress = get_job(session, started.job_id).progress
+        return progress["phase"], progress["phase_progress"]
+
+    callback.reporter.phase("loading_model")
+    assert phase() == ("loading_model", None)
+    callback.on_train_begin(args, state_at(0), TrainerControl())
+    assert phase() == ("training", None)
+    control = TrainerControl(should_evaluate=True, should_save=True)
+    callback.on_step_end(args, state_at(4), control)
+    assert phase() == ("evaluating", None)
+    for _ in range(2):
+        callback.last_write = -math.inf  # past the write interval
+        callback.on_prediction_step(args, state_at(4), control, eval_dataloader=[0, 1, 2, 3])
+    assert phase() == ("evaluating", 0.5)
+    callback.on_evaluate(args, state_at(4), control, metrics={})
+    assert phase() == ("saving", None)
+    (Path(args.output_dir) / "checkpoint-4").mkdir(parents=True)
+    callback.on_save(args, state_at(4), control)
+    assert phase() == ("training", None)
