@@ -1,5 +1,9 @@
 """The FastAPI application."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -8,7 +12,7 @@ from api.auth import RequireApiKey
 from api.body_limit import BodySizeLimit
 from api.errors import body_error_handler, validation_error_handler
 from api.routes import datasets, health, jobs, schema
-from traindock.settings import get_settings
+from traindock.settings import Settings, get_settings
 
 
 def create_app() -> FastAPI:
@@ -18,17 +22,30 @@ def create_app() -> FastAPI:
         title="traindock",
         version="0.1.0",
         description="Self-hosted REST service that runs LLM fine-tuning jobs.",
+        lifespan=_threads_of(settings),
     )
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, body_error_handler)
     # The middleware added last runs first: the body limit counts every byte, then no anonymous
     # request's body is read at all.
-    app.add_middleware(RequireApiKey)
+    app.add_middleware(RequireApiKey, cache_s=settings.api_key_cache_s)
     app.add_middleware(BodySizeLimit, settings=settings)
     for module in (health, schema, datasets, jobs):
         app.include_router(module.router)
     _document_api_key(app)
     return app
+
+
+def _threads_of(settings: Settings):
+    """Sync routes run in anyio's thread pool: its size is the process's concurrency, and the
+    database pool is sized to match, so a request never waits for a connection."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
+        yield
+
+    return lifespan
 
 
 def _document_api_key(app: FastAPI) -> None:

@@ -10,9 +10,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from traindock.settings import get_settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# A little room over the pool for a thread that briefly holds two connections.
+POOL_OVERFLOW = 4
+# Below PostgreSQL's and any proxy's idle timeouts: connections are renewed before the server
+# drops them, which is what a ping on every checkout would otherwise find out (one round trip each).
+POOL_RECYCLE_S = 1800
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pool_size: int = 5) -> Engine:
     if url.startswith("sqlite"):
         # The API, the worker and the training process write at once: WAL lets readers go on
         # during a write, and the busy timeout makes writers wait for each other instead of failing.
@@ -28,12 +33,14 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_size=pool_size, max_overflow=POOL_OVERFLOW, pool_recycle=POOL_RECYCLE_S,
+                         pool_use_lifo=True)
 
 
 @lru_cache
 def get_engine() -> Engine:
-    return make_engine(get_settings().effective_database_url)
+    settings = get_settings()
+    return make_engine(settings.effective_database_url, settings.effective_db_pool_size)
 
 
 @lru_cache
