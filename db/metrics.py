@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import ColumnElement, Select, and_, delete, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from db.models import MetricPoint, utcnow
@@ -49,6 +49,19 @@ def list_metrics(
     limit: int = 1000,
 ) -> list[MetricPoint]:
     """Ordered by step, then name; `after` is the (step, name) of the last point seen."""
+    return list(session.scalars(metrics_query(job_id, names=names, min_step=min_step, max_step=max_step,
+                                              after=after, limit=limit)))
+
+
+def metrics_query(
+    job_id: int,
+    *,
+    names: list[str] | None,
+    min_step: int | None,
+    max_step: int | None,
+    after: tuple[int, str] | None,
+    limit: int,
+) -> Select:
     query = select(MetricPoint).where(MetricPoint.job_id == job_id)
     if names:
         query = query.where(MetricPoint.name.in_(names))
@@ -57,12 +70,19 @@ def list_metrics(
     if max_step is not None:
         query = query.where(MetricPoint.step <= max_step)
     if after is not None:
-        step, name = after
-        query = query.where(
-            or_(MetricPoint.step > step, and_(MetricPoint.step == step, MetricPoint.name > name))
-        )
-    query = query.order_by(MetricPoint.step, MetricPoint.name).limit(limit)
-    return list(session.scalars(query))
+        query = query.where(_after(after, set(names or ())))
+    return query.order_by(MetricPoint.step, MetricPoint.name).limit(limit)
+
+
+def _after(cursor: tuple[int, str], names: set[str]) -> ColumnElement[bool]:
+    """Past the cursor in (step, name) order, as conditions an index can start its scan at: a row
+    comparison on the (job_id, step, name) index or, for one name, `step >= s` on the
+    (job_id, name, step) one (its filter drops at most the cursor's own point). `step > s OR
+    (step = s AND name > n)` alone would only be a filter, so a page's cost would grow with its depth."""
+    step, name = cursor
+    if len(names) == 1:
+        return and_(MetricPoint.step >= step, or_(MetricPoint.step > step, MetricPoint.name > name))
+    return tuple_(MetricPoint.step, MetricPoint.name) > tuple_(step, name)
 
 
 def metrics_at_step(session: Session, job_id: int, step: int) -> dict[str, Any]:

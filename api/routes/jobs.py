@@ -23,6 +23,7 @@ from api.schemas import (
 from db import checkpoints as checkpoint_queries
 from db import events as event_queries
 from db import jobs as queries
+from db import metric_series
 from db import metrics as metric_queries
 from db.datasets import get_dataset
 from db.models import Job
@@ -133,8 +134,16 @@ def list_metrics(
     cursor: Annotated[str | None, Query(max_length=200, pattern=NO_NUL,
                                         description="next_cursor of the previous page")] = None,
     limit: LimitQuery = 500,
+    max_points: Annotated[int | None, Query(
+        ge=4, le=10_000, description="Thin each series for a chart: at most this many points per name, "
+        "keeping its first and last step and the lowest and highest value of each of (max_points - 2) // 2 "
+        "equal step ranges. One page: cursor and limit do not apply.")] = None,
 ):
     _job_or_404(session, job_id, tenant)
+    if max_points is not None:
+        items = metric_series.downsample(session, job_id, names=name, min_step=min_step, max_step=max_step,
+                                         max_points=max_points)
+        return Page(items=items)
     items = metric_queries.list_metrics(
         session, job_id, names=name, min_step=min_step, max_step=max_step,
         after=metric_queries.parse_cursor(cursor), limit=limit,
