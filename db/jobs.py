@@ -3,7 +3,7 @@
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from db.events import add_event
 from db.models import Job, Run, utcnow
@@ -71,10 +71,13 @@ def count_queued(session: Session, tenant_id: int) -> int:
 
 
 def list_jobs(
-    session: Session, tenant_id: int, *, statuses: list[str] | None, before: int | None, limit: int
+    session: Session, tenant_id: int, *, statuses: list[str] | None, before: int | None, limit: int,
+    with_spec: bool = True,
 ) -> list[Job]:
     """Newest first; `before` is the id of the last job the client has seen."""
     query = select(Job).where(Job.tenant_id == tenant_id)
+    if not with_spec:
+        query = query.options(defer(Job.spec, raiseload=True))
     if statuses:
         query = query.where(Job.status.in_(statuses))
     if before is not None:

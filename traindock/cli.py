@@ -24,7 +24,9 @@ def migrate(_args=None) -> None:
 def serve_api(args) -> None:
     import uvicorn
 
-    uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port, log_level="info")
+    # Each worker process has its own thread pool and database pool (TRAINDOCK_API_THREADS each).
+    uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port, log_level="info",
+                workers=args.workers)
 
 
 def run_worker(args) -> None:
@@ -65,6 +67,13 @@ def up(args) -> None:
             worker.kill()
 
 
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     from traindock import client, demo, keys
 
@@ -81,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub = add(name, handler, help)
         sub.add_argument("--host", default="127.0.0.1")
         sub.add_argument("--port", type=int, default=8000)
+        sub.add_argument("--workers", type=_positive, default=1,
+                         help="API processes (about one per core); each keeps TRAINDOCK_API_THREADS "
+                              "database connections, and 4 more at most.")
     add("migrate", migrate, "Upgrade the database schema to the latest migration.")
     sub = add("worker", run_worker, "Run a GPU worker: one training job at a time per worker.")
     sub.add_argument("--queues", help="Comma-separated queues to consume (default: the default queue).")

@@ -1,6 +1,6 @@
 """Jobs: submit, dry-run validation, list, show, events, metrics, checkpoints."""
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Response
 from pydantic import StringConstraints, ValidationError
@@ -15,7 +15,9 @@ from api.schemas import (
     CheckpointOut,
     EventOut,
     JobId,
+    JobListItem,
     JobOut,
+    JobSummaryOut,
     MetricPointOut,
     ResumedJob,
     ValidationReport,
@@ -97,16 +99,21 @@ def validate_job(
     )
 
 
-@router.get("", response_model=Page[JobOut])
+@router.get("", response_model=Page[JobListItem])
 def list_jobs(
     tenant: CurrentTenant,
     session: SessionDep,
     status: Annotated[list[JobStatus] | None, Query(description="Only jobs in these states.")] = None,
     cursor: CursorQuery = None,
     limit: LimitQuery = 50,
+    include: Annotated[list[Literal["spec"]] | None, Query(
+        description="`spec`: each job's spec too (left out by default; GET /jobs/{id} always has it).")] = None,
 ):
-    items = queries.list_jobs(session, tenant.id, statuses=status, before=cursor, limit=limit)
-    return Page(items=items, next_cursor=next_cursor(items, limit, lambda job: job.id))
+    with_spec = bool(include)
+    jobs = queries.list_jobs(session, tenant.id, statuses=status, before=cursor, limit=limit, with_spec=with_spec)
+    shape = JobOut if with_spec else JobSummaryOut
+    return Page(items=[shape.model_validate(job) for job in jobs],
+                next_cursor=next_cursor(jobs, limit, lambda job: job.id))
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=NOT_FOUND)
