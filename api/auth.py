@@ -34,8 +34,8 @@ def tenant_for_header(session: Session, authorization: str) -> Tenant:
     return tenant
 
 
-def authenticate(request: Request) -> Tenant:
-    """The tenant RequireApiKey found for this request's key."""
+async def authenticate(request: Request) -> Tenant:
+    """The tenant RequireApiKey found for this request's key (async: no thread for a lookup)."""
     tenant = getattr(request.state, "tenant", None)
     if tenant is None:
         raise HTTPException(401, "missing API key: send 'Authorization: Bearer <key>'", headers=UNAUTHORIZED)
