@@ -1,10 +1,11 @@
 """A metric series thinned for a chart, computed in the database: per name, the first and last
 step and the lowest and highest value of each of equal step ranges between them."""
 
-from sqlalchemy import Float, cast, func, select, text
+from sqlalchemy import Float, Row, cast, func, select, text
 from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.orm import Session
 
+from db.metrics import POINT_COLUMNS
 from db.models import MetricPoint
 
 # Every name of a job, one index probe per name (a loose index scan) instead of reading each point.
@@ -26,11 +27,11 @@ def series_names(session: Session, job_id: int) -> list[str]:
 def downsample(
     session: Session, job_id: int, *, names: list[str] | None, min_step: int | None, max_step: int | None,
     max_points: int,
-) -> list[MetricPoint]:
-    """At most `max_points` points per name (`max_points` >= 4), ordered by step, then name. A
+) -> list[Row]:
+    """At most `max_points` points (POINT_COLUMNS) per name (`max_points` >= 4), ordered by step, then name. A
     series no longer than (max_points - 2) // 2 comes back whole."""
     buckets = (max_points - 2) // 2
-    kept: list[MetricPoint] = []
+    kept: list[Row] = []
     for name in sorted(set(names or series_names(session, job_id))):
         in_range = _in_range(job_id, name, min_step, max_step)
         first, last = session.execute(select(func.min(MetricPoint.step), func.max(MetricPoint.step))
@@ -39,7 +40,7 @@ def downsample(
             continue
         width = -(-(last - first + 1) // buckets)  # ceiling: `buckets` ranges cover first..last
         steps = {first, last} | _extreme_steps(session, in_range, (MetricPoint.step - first) // width)
-        kept += session.scalars(select(MetricPoint).where(*in_range, MetricPoint.step.in_(steps)))
+        kept += session.execute(select(*POINT_COLUMNS).where(*in_range, MetricPoint.step.in_(steps)))
     return sorted(kept, key=lambda point: (point.step, point.name))
 
 
