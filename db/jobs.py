@@ -60,6 +60,11 @@ def get_job(session: Session, job_id: int, tenant_id: int | None = None) -> Job 
     return job
 
 
+def owns_job(session: Session, job_id: int, tenant_id: int) -> bool:
+    """Whether the tenant has this job: one indexed read, without loading the job and its runs."""
+    return session.scalar(select(Job.id).where(Job.id == job_id, Job.tenant_id == tenant_id)) is not None
+
+
 def get_job_by_idempotency_key(session: Session, tenant_id: int, key: str) -> Job | None:
     return session.scalar(select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key))
 

@@ -56,6 +56,12 @@ def _job_or_404(session, job_id: int, tenant) -> Job:
     return job
 
 
+def _check_job(session, job_id: int, tenant) -> None:
+    """_job_or_404 for routes that need only to know the job is the tenant's."""
+    if not queries.owns_job(session, job_id, tenant.id):
+        raise not_found("job", job_id)
+
+
 @router.post("", status_code=201, response_model=JobOut,
              responses={200: {"model": JobOut, "description": "Replay of an earlier request with the same Idempotency-Key"},
                         **conflict_answer("Idempotency-Key reused with a different body"),
@@ -127,7 +133,7 @@ def list_events(
     cursor: CursorQuery = None,
     limit: LimitQuery = 100,
 ):
-    _job_or_404(session, job_id, tenant)
+    _check_job(session, job_id, tenant)
     items = event_queries.list_events(session, job_id, after=cursor, limit=limit)
     return Page(items=items, next_cursor=next_cursor(items, limit, lambda event: event.id))
 
@@ -146,7 +152,7 @@ def list_metrics(
         "keeping its first and last step and the lowest and highest value of each of (max_points - 2) // 2 "
         "equal step ranges. One page: cursor and limit do not apply.")] = None,
 ):
-    _job_or_404(session, job_id, tenant)
+    _check_job(session, job_id, tenant)
     if max_points is not None:
         items = metric_series.downsample(session, job_id, names=name, min_step=min_step, max_step=max_step,
                                          max_points=max_points)
@@ -160,7 +166,7 @@ def list_metrics(
 
 @router.get("/{job_id}/checkpoints", response_model=list[CheckpointOut], responses=NOT_FOUND)
 def list_checkpoints(job_id: JobId, tenant: CurrentTenant, session: SessionDep):
-    _job_or_404(session, job_id, tenant)
+    _check_job(session, job_id, tenant)
     return checkpoint_queries.list_checkpoints(session, job_id)
 
 
