@@ -15,9 +15,10 @@ from sqlalchemy import create_engine, make_url, text
 
 REPO = Path(__file__).resolve().parent.parent
 TRAINDOCK = str(Path(sys.executable).parent / "traindock")
+# A database and a Redis db that are the benchmark's alone: both are emptied at every start.
 DEFAULT_DATABASE = os.environ.get("TRAINDOCK_BENCH_POSTGRES_URL",
-                                  "postgresql+psycopg://postgres@127.0.0.1:5432/bench_h14")
-DEFAULT_REDIS = os.environ.get("TRAINDOCK_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+                                  "postgresql+psycopg://postgres@127.0.0.1:5432/traindock_bench")
+DEFAULT_REDIS = os.environ.get("TRAINDOCK_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
