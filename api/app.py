@@ -12,12 +12,14 @@ from api.auth import RequireApiKey
 from api.body_limit import BodySizeLimit
 from api.errors import body_error_handler, validation_error_handler
 from api.routes import datasets, health, jobs, schema
+from db.engine import serve_requests
 from traindock.settings import Settings, get_settings
 
 
 def create_app() -> FastAPI:
     settings = get_settings()
     settings.ensure_dirs()
+    serve_requests()
     app = FastAPI(
         title="traindock",
         version="0.1.0",
