@@ -1,5 +1,9 @@
 """The FastAPI application."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -9,24 +13,27 @@ from api.body_limit import BodySizeLimit
 from api.errors import body_error_handler, transition_refused_handler, validation_error_handler
 from api.routes import datasets, health, jobs, schema, stream
 from api.stream_follower import StreamFollower
+from db.engine import serve_requests
 from db.lifecycle import TransitionRefused
-from traindock.settings import get_settings
+from traindock.settings import Settings, get_settings
 
 
 def create_app() -> FastAPI:
     settings = get_settings()
     settings.ensure_dirs()
+    serve_requests()
     app = FastAPI(
         title="traindock",
         version="0.1.0",
         description="Self-hosted REST service that runs LLM fine-tuning jobs.",
+        lifespan=_threads_of(settings),
     )
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, body_error_handler)
     app.add_exception_handler(TransitionRefused, transition_refused_handler)
     # The middleware added last runs first: the body limit counts every byte, then no anonymous
     # request's body is read at all.
-    app.add_middleware(RequireApiKey)
+    app.add_middleware(RequireApiKey, cache_s=settings.api_key_cache_s)
     app.add_middleware(BodySizeLimit, settings=settings)
     app.state.stream_follower = StreamFollower()
     # The stream before jobs: /jobs/stream would otherwise be taken for /jobs/{job_id}.
@@ -34,6 +41,18 @@ def create_app() -> FastAPI:
         app.include_router(module.router)
     _document_api_key(app)
     return app
+
+
+def _threads_of(settings: Settings):
+    """Sync routes run in anyio's thread pool: its size is the process's concurrency, and the
+    database pool is sized to match, so a request never waits for a connection."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
+        yield
+
+    return lifespan
 
 
 def _document_api_key(app: FastAPI) -> None:

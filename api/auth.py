@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 from starlette.datastructures import Headers
 
+from api.key_cache import KeyCache
 from db.engine import get_sessionmaker
 from db.models import Tenant
 from db.tenants import tenant_for_key
@@ -17,19 +18,24 @@ UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 
 
-def tenant_for_header(session: Session, authorization: str) -> Tenant:
-    """The tenant of an 'Authorization: Bearer <key>' header; HTTPException 401 otherwise."""
+def bearer_key(authorization: str) -> str:
+    """The key of an 'Authorization: Bearer <key>' header; HTTPException 401 otherwise."""
     scheme, _, key = authorization.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise HTTPException(401, "missing API key: send 'Authorization: Bearer <key>'", headers=UNAUTHORIZED)
-    tenant = tenant_for_key(session, key.strip())
+    return key.strip()
+
+
+def tenant_for_header(session: Session, authorization: str) -> Tenant:
+    """The tenant of an 'Authorization: Bearer <key>' header; HTTPException 401 otherwise."""
+    tenant = tenant_for_key(session, bearer_key(authorization))
     if tenant is None:
         raise HTTPException(401, "invalid or revoked API key", headers=UNAUTHORIZED)
     return tenant
 
 
-def authenticate(request: Request) -> Tenant:
-    """The tenant RequireApiKey found for this request's key."""
+async def authenticate(request: Request) -> Tenant:
+    """The tenant RequireApiKey found for this request's key (async: no thread for a lookup)."""
     tenant = getattr(request.state, "tenant", None)
     if tenant is None:
         raise HTTPException(401, "missing API key: send 'Authorization: Bearer <key>'", headers=UNAUTHORIZED)
@@ -45,23 +51,28 @@ class RequireApiKey:
     dependencies, so without this an anonymous client could make the server take in a whole
     upload, or see a body's validation errors, before `authenticate` answers 401."""
 
-    def __init__(self, app, public_paths: frozenset[str] = PUBLIC_PATHS):
+    def __init__(self, app, cache_s: float, public_paths: frozenset[str] = PUBLIC_PATHS):
         self.app = app
         self.public_paths = public_paths
+        self.cache = KeyCache(cache_s)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["path"] in self.public_paths:
             return await self.app(scope, receive, send)
         authorization = Headers(scope=scope).get("authorization", "")
         try:
-            tenant = await anyio.to_thread.run_sync(_tenant_of, authorization)
+            # A key verified moments ago answers here, without a thread or a query.
+            tenant = self.cache.get(bearer_key(authorization))
+            if tenant is None:
+                tenant = await anyio.to_thread.run_sync(self._verify, authorization)
         except HTTPException as refused:
             response = JSONResponse({"detail": refused.detail}, status_code=401, headers=UNAUTHORIZED)
             return await response(scope, receive, send)
         scope.setdefault("state", {})["tenant"] = tenant  # request.state.tenant, for `authenticate`
         return await self.app(scope, receive, send)
 
-
-def _tenant_of(authorization: str) -> Tenant:
-    with get_sessionmaker()() as session:
-        return tenant_for_header(session, authorization)
+    def _verify(self, authorization: str) -> Tenant:
+        with get_sessionmaker()() as session:
+            tenant = tenant_for_header(session, authorization)
+        self.cache.put(bearer_key(authorization), tenant)
+        return tenant

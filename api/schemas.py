@@ -4,7 +4,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from jobspec.model import MAX_ID
 
@@ -30,13 +30,12 @@ class RunOut(ORMModel):
     error: dict[str, Any] | None
 
 
-class JobOut(ORMModel):
+class JobSummaryOut(ORMModel):
     id: int
     name: str | None
     status: str
     queue: str
     dataset_id: int | None
-    spec: dict[str, Any] = Field(description="The normalized spec, as the worker receives it.")
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None
@@ -44,7 +43,15 @@ class JobOut(ORMModel):
     progress: dict[str, Any] | None
     result: dict[str, Any] | None
     error: dict[str, Any] | None
-    attempts: list[RunOut] = Field(validation_alias="runs")
+    attempts: list[RunOut] = Field(validation_alias=AliasChoices("runs", "attempts"))
+
+
+class JobOut(JobSummaryOut):
+    spec: dict[str, Any] = Field(description="The normalized spec, as the worker receives it.")
+
+
+class JobListItem(JobSummaryOut):
+    spec: dict[str, Any] | None = Field(None, description="The normalized spec: only with ?include=spec.")
 
 
 class ResumedJob(JobOut):

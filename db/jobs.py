@@ -4,7 +4,7 @@ db/lifecycle.py's."""
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from db.models import Job, utcnow
 from db.sequence import next_seq
@@ -27,6 +27,11 @@ def get_job(session: Session, job_id: int, tenant_id: int | None = None) -> Job 
     return job
 
 
+def owns_job(session: Session, job_id: int, tenant_id: int) -> bool:
+    """Whether the tenant has this job: one indexed read, without loading the job and its runs."""
+    return session.scalar(select(Job.id).where(Job.id == job_id, Job.tenant_id == tenant_id)) is not None
+
+
 def get_job_by_idempotency_key(session: Session, tenant_id: int, key: str) -> Job | None:
     return session.scalar(select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key))
 
@@ -38,10 +43,13 @@ def count_queued(session: Session, tenant_id: int) -> int:
 
 
 def list_jobs(
-    session: Session, tenant_id: int, *, statuses: list[str] | None, before: int | None, limit: int
+    session: Session, tenant_id: int, *, statuses: list[str] | None, before: int | None, limit: int,
+    with_spec: bool = True,
 ) -> list[Job]:
     """Newest first; `before` is the id of the last job the client has seen."""
     query = select(Job).where(Job.tenant_id == tenant_id)
+    if not with_spec:
+        query = query.options(defer(Job.spec, raiseload=True))
     if statuses:
         query = query.where(Job.status.in_(statuses))
     if before is not None:

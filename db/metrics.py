@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import ColumnElement, Row, Select, and_, delete, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from db.models import MetricPoint, utcnow
@@ -25,6 +25,11 @@ def record_metric_points(
     ]
     upsert(session, MetricPoint, rows, keys=["job_id", "name", "step"],
            update=["run_id", "epoch", "value", "seq", "created_at"])
+
+
+# What a page shows of a point: rows of these columns cost far less to load than whole objects.
+POINT_COLUMNS = (MetricPoint.step, MetricPoint.epoch, MetricPoint.name, MetricPoint.value, MetricPoint.created_at,
+                 MetricPoint.run_id)
 
 
 def cursor_of(point: MetricPoint) -> str:
@@ -51,9 +56,23 @@ def list_metrics(
     max_step: int | None = None,
     after: tuple[int, str] | None = None,
     limit: int = 1000,
-) -> list[MetricPoint]:
-    """Ordered by step, then name; `after` is the (step, name) of the last point seen."""
-    query = select(MetricPoint).where(MetricPoint.job_id == job_id)
+) -> list[Row]:
+    """Points (POINT_COLUMNS) ordered by step, then name; `after` is the (step, name) of the last
+    point seen."""
+    return list(session.execute(metrics_query(job_id, names=names, min_step=min_step, max_step=max_step,
+                                              after=after, limit=limit)))
+
+
+def metrics_query(
+    job_id: int,
+    *,
+    names: list[str] | None,
+    min_step: int | None,
+    max_step: int | None,
+    after: tuple[int, str] | None,
+    limit: int,
+) -> Select:
+    query = select(*POINT_COLUMNS).where(MetricPoint.job_id == job_id)
     if names:
         query = query.where(MetricPoint.name.in_(names))
     if min_step is not None:
@@ -61,12 +80,19 @@ def list_metrics(
     if max_step is not None:
         query = query.where(MetricPoint.step <= max_step)
     if after is not None:
-        step, name = after
-        query = query.where(
-            or_(MetricPoint.step > step, and_(MetricPoint.step == step, MetricPoint.name > name))
-        )
-    query = query.order_by(MetricPoint.step, MetricPoint.name).limit(limit)
-    return list(session.scalars(query))
+        query = query.where(_after(after, set(names or ())))
+    return query.order_by(MetricPoint.step, MetricPoint.name).limit(limit)
+
+
+def _after(cursor: tuple[int, str], names: set[str]) -> ColumnElement[bool]:
+    """Past the cursor in (step, name) order, as conditions an index can start its scan at: a row
+    comparison on the (job_id, step, name) index or, for one name, `step >= s` on the
+    (job_id, name, step) one (its filter drops at most the cursor's own point). `step > s OR
+    (step = s AND name > n)` alone would only be a filter, so a page's cost would grow with its depth."""
+    step, name = cursor
+    if len(names) == 1:
+        return and_(MetricPoint.step >= step, or_(MetricPoint.step > step, MetricPoint.name > name))
+    return tuple_(MetricPoint.step, MetricPoint.name) > tuple_(step, name)
 
 
 def metrics_at_step(session: Session, job_id: int, step: int) -> dict[str, Any]:

@@ -159,7 +159,8 @@ class MetricPoint(Base):
     __tablename__ = "metric_points"
     __table_args__ = (
         UniqueConstraint("job_id", "name", "step"),
-        Index("ix_metric_points_job_step", "job_id", "step"),
+        # Pages by the cursor (step, name) > (s, n): an index condition only with both columns.
+        Index("ix_metric_points_job_step_name", "job_id", "step", "name"),
         Index("ix_metric_points_job_seq", "job_id", "seq"),
     )
 

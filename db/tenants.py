@@ -51,12 +51,15 @@ def tenant_for_key(session: Session, key: str) -> Tenant | None:
     if not KEY_FORMAT.fullmatch(key):  # also keeps NUL bytes away from PostgreSQL
         return None
     parts = key.split("_", 2)
-    api_key = session.scalar(select(ApiKey).where(ApiKey.key_id == parts[1]))
-    if api_key is None or api_key.revoked_at is not None:
+    found = session.execute(
+        select(ApiKey.key_hash, ApiKey.revoked_at, Tenant).join(Tenant, ApiKey.tenant_id == Tenant.id)
+        .where(ApiKey.key_id == parts[1])
+    ).first()
+    if found is None or found.revoked_at is not None:
         return None
-    if not hmac.compare_digest(api_key.key_hash, _hash(key)):
+    if not hmac.compare_digest(found.key_hash, _hash(key)):
         return None
-    return session.get(Tenant, api_key.tenant_id)
+    return found.Tenant
 
 
 def revoke_key(session: Session, key_id: str) -> bool:

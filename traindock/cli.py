@@ -17,6 +17,8 @@ REPO = Path(__file__).resolve().parent.parent
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 Host = Annotated[str, typer.Option(help="Address to listen on.")]
 Port = Annotated[int, typer.Option(help="Port to listen on.")]
+Workers = Annotated[int, typer.Option(min=1, help="API processes (about one per core); each keeps "
+                                      "TRAINDOCK_API_THREADS database connections, and 4 more at most.")]
 
 
 @app.command("migrate")
@@ -33,11 +35,12 @@ def migrate() -> None:
 
 
 @app.command("api")
-def serve_api(host: Host = "127.0.0.1", port: Port = 8000) -> None:
+def serve_api(host: Host = "127.0.0.1", port: Port = 8000, workers: Workers = 1) -> None:
     """Serve the REST API."""
     import uvicorn
 
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, log_level="info")
+    # Each process has its own thread pool and database pool (TRAINDOCK_API_THREADS each).
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, log_level="info", workers=workers)
 
 
 @app.command("worker")
@@ -64,7 +67,7 @@ def run_worker(
 
 
 @app.command("up")
-def up(host: Host = "127.0.0.1", port: Port = 8000) -> None:
+def up(host: Host = "127.0.0.1", port: Port = 8000, workers: Workers = 1) -> None:
     """Migrate, then serve the API with one worker (the embedded default needs no servers)."""
     from traindock.keys import ensure_first_key
     from traindock.lifetime import die_with_parent
@@ -77,7 +80,7 @@ def up(host: Host = "127.0.0.1", port: Port = 8000) -> None:
     worker = subprocess.Popen([sys.executable, "-m", "traindock.cli", "worker", "--loglevel", "warning"],
                               preexec_fn=die_with_parent(signal.SIGTERM))
     try:
-        serve_api(host, port)
+        serve_api(host, port, workers)
     finally:
         worker.send_signal(signal.SIGTERM)
         try:

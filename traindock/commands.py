@@ -155,7 +155,7 @@ def list_jobs(status: Annotated[Optional[list[str]], typer.Option(help="Only job
               limit: Annotated[int, typer.Option(min=1, max=500)] = 50, url: Url = None, json_: Json = False):
     """List jobs, newest first."""
     with api(url) as client:
-        items = check(client.get("/jobs", params={"status": status or [], "limit": limit}))["items"]
+        items = check(client.get("/jobs", params={"status": status or [], "limit": limit, "include": "spec"}))["items"]
     if json_:
         return print_json(items)
     if not items:

@@ -59,6 +59,17 @@ class Settings(BaseSettings):
     broker_polling_interval_s: float = Field(
         0.1, description="Filesystem broker polling interval (embedded backend only)."
     )
+    api_key_cache_s: float = Field(
+        5.0, ge=0, description="How long the API trusts a verified key without asking the database: "
+        "a revoked key is refused at most this long after its revocation (0: every request asks)."
+    )
+    api_threads: int = Field(
+        16, ge=1, le=1000, description="Requests one API process works on at once (its thread pool)."
+    )
+    db_pool_size: int | None = Field(
+        None, ge=1, description="Database connections each process keeps (PostgreSQL; 4 more may open "
+        "briefly). Default: api_threads, one per request in progress."
+    )
 
     @property
     def root(self) -> Path:
@@ -67,6 +78,10 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.root / 'traindock.db'}"
+
+    @property
+    def effective_db_pool_size(self) -> int:
+        return self.db_pool_size or self.api_threads
 
     @property
     def effective_broker_url(self) -> str:

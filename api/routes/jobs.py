@@ -1,6 +1,6 @@
 """Jobs: submit, dry-run validation, list, show, events, metrics, checkpoints."""
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Response
 from pydantic import StringConstraints, ValidationError
@@ -15,7 +15,9 @@ from api.schemas import (
     CheckpointOut,
     EventOut,
     JobId,
+    JobListItem,
     JobOut,
+    JobSummaryOut,
     MetricPointOut,
     ResumedJob,
     ValidationReport,
@@ -23,6 +25,7 @@ from api.schemas import (
 from db import checkpoints as checkpoint_queries
 from db import events as event_queries
 from db import jobs as queries
+from db import metric_series
 from db import metrics as metric_queries
 from db.datasets import get_dataset
 from db.models import Job
@@ -51,6 +54,12 @@ def _job_or_404(session, job_id: int, tenant) -> Job:
     if job is None:
         raise not_found("job", job_id)
     return job
+
+
+def _check_job(session, job_id: int, tenant) -> None:
+    """_job_or_404 for routes that need only to know the job is the tenant's."""
+    if not queries.owns_job(session, job_id, tenant.id):
+        raise not_found("job", job_id)
 
 
 @router.post("", status_code=201, response_model=JobOut,
@@ -94,16 +103,21 @@ def validate_job(
     )
 
 
-@router.get("", response_model=Page[JobOut])
+@router.get("", response_model=Page[JobListItem])
 def list_jobs(
     tenant: CurrentTenant,
     session: SessionDep,
     status: Annotated[list[JobStatus] | None, Query(description="Only jobs in these states.")] = None,
     cursor: CursorQuery = None,
     limit: LimitQuery = 50,
+    include: Annotated[list[Literal["spec"]] | None, Query(
+        description="`spec`: each job's spec too (left out by default; GET /jobs/{id} always has it).")] = None,
 ):
-    items = queries.list_jobs(session, tenant.id, statuses=status, before=cursor, limit=limit)
-    return Page(items=items, next_cursor=next_cursor(items, limit, lambda job: job.id))
+    with_spec = bool(include)
+    jobs = queries.list_jobs(session, tenant.id, statuses=status, before=cursor, limit=limit, with_spec=with_spec)
+    shape = JobOut if with_spec else JobSummaryOut
+    return Page(items=[shape.model_validate(job) for job in jobs],
+                next_cursor=next_cursor(jobs, limit, lambda job: job.id))
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=NOT_FOUND)
@@ -117,7 +131,7 @@ def list_events(
     cursor: CursorQuery = None,
     limit: LimitQuery = 100,
 ):
-    _job_or_404(session, job_id, tenant)
+    _check_job(session, job_id, tenant)
     items = event_queries.list_events(session, job_id, after=cursor, limit=limit)
     return Page(items=items, next_cursor=next_cursor(items, limit, lambda event: event.id))
 
@@ -131,8 +145,16 @@ def list_metrics(
     cursor: Annotated[str | None, Query(max_length=200, pattern=NO_NUL,
                                         description="next_cursor of the previous page")] = None,
     limit: LimitQuery = 500,
+    max_points: Annotated[int | None, Query(
+        ge=4, le=10_000, description="Thin each series for a chart: at most this many points per name, "
+        "keeping its first and last step and the lowest and highest value of each of (max_points - 2) // 2 "
+        "equal step ranges. One page: cursor and limit do not apply.")] = None,
 ):
-    _job_or_404(session, job_id, tenant)
+    _check_job(session, job_id, tenant)
+    if max_points is not None:
+        items = metric_series.downsample(session, job_id, names=name, min_step=min_step, max_step=max_step,
+                                         max_points=max_points)
+        return Page(items=items)
     items = metric_queries.list_metrics(
         session, job_id, names=name, min_step=min_step, max_step=max_step,
         after=metric_queries.parse_cursor(cursor), limit=limit,
@@ -142,7 +164,7 @@ def list_metrics(
 
 @router.get("/{job_id}/checkpoints", response_model=list[CheckpointOut], responses=NOT_FOUND)
 def list_checkpoints(job_id: JobId, tenant: CurrentTenant, session: SessionDep):
-    _job_or_404(session, job_id, tenant)
+    _check_job(session, job_id, tenant)
     return checkpoint_queries.list_checkpoints(session, job_id)
 
 

@@ -26,6 +26,30 @@ def authorized(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+class KeyClock:
+    """The API key cache's clock, moved on by hand: tests of the cache time never sleep."""
+
+    def __init__(self):
+        self.time = 1000.0
+
+    def advance(self, seconds: float) -> None:
+        self.time += seconds
+
+    def cache_time(self) -> float:
+        from traindock.settings import get_settings
+
+        return get_settings().api_key_cache_s
+
+
+@pytest.fixture
+def key_clock(monkeypatch) -> KeyClock:
+    from api import key_cache
+
+    clock = KeyClock()
+    monkeypatch.setattr(key_cache, "now", lambda: clock.time)
+    return clock
+
+
 @pytest.fixture
 def client(backend):
     """The API as tenant 'acme'."""

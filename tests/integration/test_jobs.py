@@ -203,3 +203,13 @@ def test_concurrent_resumes_and_cancels_change_the_job_once(client, backend, dat
     after = client.get(f"/jobs/{job['id']}").json()
     assert [(a["attempt"], a["status"]) for a in after["attempts"]] == [(1, "cancelled"), (2, "queued")]
     assert len(queued_messages(backend)) == 2
+
+
+def test_the_list_leaves_specs_out_unless_asked(client, dataset):
+    job = client.post("/jobs", json=make_spec(dataset["id"], name="listed")).json()
+    listed = client.get("/jobs").json()["items"]
+    assert [(j["id"], j["name"], j["spec"]) for j in listed] == [(job["id"], "listed", None)]
+    assert listed[0]["attempts"] == job["attempts"]
+    full = client.get("/jobs", params={"include": "spec"}).json()["items"]
+    assert full[0]["spec"] == job["spec"] == client.get(f"/jobs/{job['id']}").json()["spec"]
+    assert client.get("/jobs", params={"include": "everything"}).status_code == 422
