@@ -54,6 +54,17 @@ class DataSpec(SpecModel):
     train_on_inputs: bool = Field(
         True, description="Train on the prompt tokens too; false masks them out of the loss."
     )
+    packing: bool = Field(
+        False,
+        description="Pack several training examples into each sequence of up to cutoff_len tokens, "
+        "with position ids restarting per example and no attention or loss across examples: "
+        "almost no padding. Steps then count packed sequences, not examples.",
+    )
+    group_by_length: bool = Field(
+        False,
+        description="Batch training examples of similar length together (less padding, order "
+        "still random by group); the cheap alternative to packing.",
+    )
 
 
 class LoraSpec(SpecModel):

@@ -42,12 +42,15 @@ from jobspec.training_args import training_arguments
 from traindock.paths import job_output_dir
 from traindock.settings import get_settings
 from worker.callback import ReportingCallback, checkpoint_step, checkpoint_steps_on_disk, numeric_values
-from worker.data import PaddingCollator, build_datasets
+from worker.data import PaddingCollator
 from worker.errors import (
     EXIT_FAILED, EXIT_STOPPED, EXIT_SUCCEEDED, BadDataset, Bf16Unsupported, TrainingFailure,
     TrainingStopped, classify,
 )
 from worker.model import load_model, load_tokenizer, model_source, prepare_for_training, remote_code_allowed
+from worker.packing import PackedCollator, keep_examples_apart
+from worker.throughput import TokenCountingTrainer
+from worker.token_cache import tokenized_datasets
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class RunContext:
     attempt: int
     spec: JobSpec
     dataset_path: Path
+    dataset_sha256: str
     dataset_format: str
     output_dir: Path
     resume_from: Path | None  # the checkpoint folder the attempt continues from
@@ -79,6 +83,7 @@ def load_context(run_id: int) -> RunContext:
             attempt=run.attempt,
             spec=spec,
             dataset_path=Path(dataset.path),
+            dataset_sha256=dataset.sha256,
             dataset_format=dataset.format if spec.data.format == "auto" else spec.data.format,
             output_dir=output_dir,
             resume_from=checkpoint_to_resume(session, run.resume_step, spec, output_dir),
@@ -133,22 +138,29 @@ def build_trainer(
     spec = context.spec
     source = model_source(spec.base_model, get_settings().effective_model_roots)
     tokenizer = load_tokenizer(source, spec.base_model, trust_remote_code=remote_code_allowed(spec))
-    train_set, eval_set = build_datasets(
-        context.dataset_path, context.dataset_format, tokenizer, spec.data, spec.training.seed
+    train_set, eval_set, cache_file, cached = tokenized_datasets(
+        context.dataset_path, context.dataset_sha256, context.dataset_format, tokenizer, spec.data,
+        spec.training.seed, get_settings().root / "cache" / "tokenized",
     )
+    print(f"tokenized examples {'loaded from' if cached else 'written to'} the cache: {cache_file}", file=sys.stderr)
     stop_if_requested(stop)
     # Before the model is built: LoRA's initial adapter weights come from this RNG.
     set_seed(spec.training.seed)
     model = prepare_for_training(load_model(source, spec.base_model, spec), spec)
-    return Trainer(
+    collator = PackedCollator if spec.data.packing else PaddingCollator
+    trainer = TokenCountingTrainer(
         model=model,
         args=args,
         train_dataset=train_set,
         eval_dataset=eval_set,
-        data_collator=PaddingCollator(tokenizer.pad_token_id),
+        data_collator=collator(tokenizer.pad_token_id),
         processing_class=tokenizer,
         callbacks=[callback],
     )
+    if spec.data.packing:
+        keep_examples_apart(trainer.model, len(tokenizer))
+    callback.token_counts = trainer.token_counts
+    return trainer
 
 
 def discard_later_timeline(context: RunContext) -> None:
@@ -203,6 +215,8 @@ def run_training(context: RunContext, stop: threading.Event) -> None:
         "best_metric": numeric_values({"best": trainer.state.best_metric}).get("best"),
         "global_step": output.global_step,
         "num_input_tokens_seen": trainer.state.num_input_tokens_seen,
+        **{key: callback.progress(trainer.state, final=True)[key]
+           for key in ("real_tokens_per_second", "padding_efficiency")},
         "metrics": numeric_values({**output.metrics, **last_eval_metrics(trainer.state.log_history)}),
         "runtime_s": time.monotonic() - PROCESS_STARTED,
         "peak_gpu_memory_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
