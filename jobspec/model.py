@@ -182,6 +182,11 @@ class ResourcesSpec(SpecModel):
     max_restarts: int = Field(
         2, ge=0, le=100, description="Automatic resumes after a lost worker before the job fails."
     )
+    gpu_memory_gb: float | None = Field(
+        None, gt=0, le=100000,
+        description="Memory of one GPU of the queue, in GB, if known: POST /jobs/validate then "
+        "suggests changes when the memory estimate exceeds it. Not enforced.",
+    )
 
 
 class JobSpec(SpecModel):
