@@ -15,7 +15,7 @@ import torch
 from worker.data import IGNORE_INDEX
 from worker.errors import TrainingFailure
 
-# Key of a batch's real (non-padding) token count; TokenCountingTrainer removes it before the model.
+# Key of a batch's real (non-padding) token count; ThroughputTrainer removes it before the model.
 REAL_TOKENS = "num_real_tokens"
 
 

@@ -49,7 +49,7 @@ from worker.errors import (
 )
 from worker.model import load_model, load_tokenizer, model_source, prepare_for_training, remote_code_allowed
 from worker.packing import PackedCollator, keep_examples_apart
-from worker.throughput import TokenCountingTrainer
+from worker.throughput import ThroughputTrainer
 from worker.token_cache import tokenized_datasets
 
 
@@ -148,7 +148,7 @@ def build_trainer(
     set_seed(spec.training.seed)
     model = prepare_for_training(load_model(source, spec.base_model, spec), spec)
     collator = PackedCollator if spec.data.packing else PaddingCollator
-    trainer = TokenCountingTrainer(
+    trainer = ThroughputTrainer(
         model=model,
         args=args,
         train_dataset=train_set,
