@@ -3,8 +3,7 @@ API never imports torch or transformers), then jobspec.memory."""
 
 import json
 
-from jobspec import JobSpec
-from jobspec.memory import memory_estimate
+from jobspec import JobSpec, memory_estimate
 from traindock.paths import PathRefused, resolve_base_model
 from traindock.settings import Settings
 
