@@ -95,4 +95,7 @@ class ValidationReport(BaseModel):
     spec: dict[str, Any] | None = Field(description="The normalized spec (when it parses).")
     errors: list[dict[str, Any]] = Field(description="Problems that would make POST /jobs answer 422.")
     warnings: list[Warning] = Field(description="Advice from the tuning tips; never rejects.")
-    estimates: dict[str, Any] | None = Field(description="Rows, batch and step counts for the dataset.")
+    estimates: dict[str, Any] | None = Field(
+        description="Rows, batch and step counts for the dataset; `memory`: expected peak GPU memory "
+        "(weights, trainable parameters, gradients, optimizer state, activations) from the base "
+        "model's config.json, or `unavailable` with the reason.")

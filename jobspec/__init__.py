@@ -2,6 +2,7 @@
 
 from jobspec.advice import tuning_warnings
 from jobspec.estimate import estimate, split_problems, split_sizes
+from jobspec.memory import memory_estimate
 from jobspec.model import (
     DataSpec,
     JobSpec,
@@ -29,6 +30,7 @@ __all__ = [
     "estimate",
     "explain_unknown_fields",
     "job_spec_json_schema",
+    "memory_estimate",
     "spec_problems",
     "split_problems",
     "split_sizes",

@@ -69,7 +69,13 @@ def estimate(spec: JobSpec, dataset_rows: int) -> dict:
     total = t.max_steps if t.max_steps > 0 else math.ceil(t.num_train_epochs * steps_per_epoch)
     epochs_run = math.ceil(total / steps_per_epoch)
     warmup = int(t.warmup_steps) if t.warmup_steps >= 1 else math.ceil(total * t.warmup_steps)
+    packing = (
+        {"packing": "steps count batches of packed sequences, several examples each: the step counts "
+                    "from num_train_epochs are upper bounds"}
+        if spec.data.packing and t.max_steps <= 0 else {}
+    )
     return {
+        **packing,
         "errors": [],
         "train_rows": train_rows,
         "eval_rows": eval_rows,

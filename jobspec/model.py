@@ -54,6 +54,17 @@ class DataSpec(SpecModel):
     train_on_inputs: bool = Field(
         True, description="Train on the prompt tokens too; false masks them out of the loss."
     )
+    packing: bool = Field(
+        False,
+        description="Pack several training examples into each sequence of up to cutoff_len tokens, "
+        "with position ids restarting per example and no attention or loss across examples: "
+        "almost no padding. Steps then count packed sequences, not examples.",
+    )
+    group_by_length: bool = Field(
+        False,
+        description="Batch training examples of similar length together (less padding, order "
+        "still random by group); the cheap alternative to packing.",
+    )
 
 
 class LoraSpec(SpecModel):
@@ -170,6 +181,11 @@ class ResourcesSpec(SpecModel):
     )
     max_restarts: int = Field(
         2, ge=0, le=100, description="Automatic resumes after a lost worker before the job fails."
+    )
+    gpu_memory_gb: float | None = Field(
+        None, gt=0, le=100000,
+        description="Memory of one GPU of the queue, in GB, if known: POST /jobs/validate then "
+        "suggests changes when the memory estimate exceeds it. Not enforced.",
     )
 
 

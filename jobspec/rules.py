@@ -208,6 +208,13 @@ def _best_metric_problems(t: TrainingSpec) -> list[dict]:
 
 
 def _data_problems(spec: JobSpec) -> list[dict]:
+    if spec.data.packing and spec.data.group_by_length:
+        return [_problem(
+            ("data", "group_by_length"),
+            "packing and group_by_length exclude each other (packed sequences are all about "
+            "cutoff_len long, so there is nothing to group): keep one",
+            "packing_with_group_by_length",
+        )]
     size = spec.data.val_set_size
     if size >= 1 and size != int(size):
         return [_problem(

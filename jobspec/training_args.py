@@ -20,4 +20,7 @@ def training_arguments(spec: JobSpec, output_dir: str) -> dict[str, Any]:
         # Keep every rank-0 log line: the reporting callback records them all.
         disable_tqdm=True,
     )
+    if spec.data.group_by_length:
+        # transformers 5 replaced group_by_length=True with this sampling strategy.
+        kwargs["train_sampling_strategy"] = "group_by_length"
     return kwargs

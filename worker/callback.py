@@ -47,6 +47,8 @@ class ReportingCallback(TrainerCallback):
         # Rates are measured from the end of this run's first step, so start-up and a resumed
         # run's earlier steps do not count; evaluations and saves after it do (wall time).
         self.first_step: tuple[float, int, int] | None = None  # (time, global step, tokens seen)
+        self.token_counts = None  # the trainer's TokenCounts, when it counts real and padded tokens
+        self.first_real_tokens = 0
 
     # ---- Trainer events -------------------------------------------------------------------
 
@@ -65,6 +67,7 @@ class ReportingCallback(TrainerCallback):
         now = time.monotonic()
         if self.first_step is None:
             self.first_step = (now, state.global_step, state.num_input_tokens_seen)
+            self.first_real_tokens = self.token_counts.real if self.token_counts is not None else 0
         # DefaultFlowCallback, which runs first, has decided what follows this step.
         if control.should_evaluate:
             self.enter("evaluating", state)
@@ -152,7 +155,7 @@ class ReportingCallback(TrainerCallback):
             print(f"could not record the last metric points: {exc!r}", file=sys.stderr)
 
     def progress(self, state: TrainerState, *, final: bool = False) -> dict:
-        steps_per_second = tokens_per_second = eta_seconds = None
+        steps_per_second = tokens_per_second = real_tokens_per_second = eta_seconds = None
         if self.first_step is not None:
             started, first_step, first_tokens = self.first_step
             elapsed = time.monotonic() - started
@@ -160,6 +163,8 @@ class ReportingCallback(TrainerCallback):
             if steps_done > 0 and elapsed > 0:
                 steps_per_second = steps_done / elapsed
                 tokens_per_second = (state.num_input_tokens_seen - first_tokens) / elapsed
+                if self.token_counts is not None:
+                    real_tokens_per_second = (self.token_counts.real - self.first_real_tokens) / elapsed
                 eta_seconds = max(state.max_steps - state.global_step, 0) / steps_per_second
         if final and state.global_step >= state.max_steps:
             eta_seconds = 0.0
@@ -170,6 +175,9 @@ class ReportingCallback(TrainerCallback):
             "percent": round(100 * state.global_step / state.max_steps, 2) if state.max_steps else None,
             "steps_per_second": steps_per_second,
             "tokens_per_second": tokens_per_second,
+            "real_tokens_per_second": real_tokens_per_second,
+            # Real tokens / processed tokens (padding included) of this attempt's training batches.
+            "padding_efficiency": self.token_counts.efficiency if self.token_counts is not None else None,
             "eta_seconds": eta_seconds,
             "loss": next((entry["loss"] for entry in reversed(state.log_history) if "loss" in entry), None),
             "attempt": self.reporter.attempt,

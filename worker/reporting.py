@@ -32,6 +32,7 @@ class Assignment:
     attempt: int
     spec: JobSpec
     dataset_path: Path | None  # None: the dataset was deleted
+    dataset_sha256: str | None
     dataset_format: str | None
     output_dir: Path
     resume_step: int | None  # this job's checkpoint the attempt continues from
@@ -51,6 +52,7 @@ def load_assignment(run_id: int) -> Assignment:
             attempt=run.attempt,
             spec=spec,
             dataset_path=Path(dataset.path) if dataset else None,
+            dataset_sha256=dataset.sha256 if dataset else None,
             dataset_format=dataset.format if dataset else None,
             output_dir=job_output_dir(get_settings().jobs_dir, job.tenant_id, spec.output_dir, job.id),
             resume_step=run.resume_step,
@@ -76,7 +78,7 @@ class Reporter:
         job never look frozen."""
         now = datetime.now(timezone.utc).isoformat()
         with session_scope() as session:
-            progress = dict(get_job(session, self.job_id).progress or {})
+            progress = {"step": 0, **(get_job(session, self.job_id).progress or {})}
             progress.update(phase=name, phase_progress=None, phase_started_at=now, attempt=self.attempt,
                             updated_at=now)
             set_progress(session, self.job_id, progress)

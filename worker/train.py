@@ -35,13 +35,16 @@ from jobspec.training_args import training_arguments
 from traindock.paths import checkpoint_dir, checkpoint_steps_on_disk
 from traindock.settings import get_settings
 from worker.callback import ReportingCallback, numeric_values
-from worker.data import PaddingCollator, build_datasets
+from worker.data import PaddingCollator
 from worker.errors import (
     EXIT_FAILED, EXIT_STOPPED, EXIT_SUCCEEDED, BadDataset, Bf16Unsupported, TrainingFailure,
     TrainingStopped, classify,
 )
 from worker.model import load_model, load_tokenizer, model_source, prepare_for_training, remote_code_allowed
+from worker.packing import PackedCollator, keep_examples_apart
 from worker.reporting import Reporter, load_assignment, report_error, usable_checkpoint_path
+from worker.throughput import ThroughputTrainer
+from worker.token_cache import tokenized_datasets
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class RunContext:
     attempt: int
     spec: JobSpec
     dataset_path: Path
+    dataset_sha256: str
     dataset_format: str
     output_dir: Path
     resume_step: int | None  # this job's checkpoint the attempt continues from
@@ -68,6 +72,7 @@ def load_context(run_id: int) -> RunContext:
         attempt=assignment.attempt,
         spec=spec,
         dataset_path=assignment.dataset_path,
+        dataset_sha256=assignment.dataset_sha256,
         dataset_format=assignment.dataset_format if spec.data.format == "auto" else spec.data.format,
         output_dir=assignment.output_dir,
         resume_step=assignment.resume_step,
@@ -125,23 +130,30 @@ def build_trainer(
     reporter.phase("preparing_data")
     source = model_source(spec.base_model, get_settings().effective_model_roots)
     tokenizer = load_tokenizer(source, spec.base_model, trust_remote_code=remote_code_allowed(spec))
-    train_set, eval_set = build_datasets(
-        context.dataset_path, context.dataset_format, tokenizer, spec.data, spec.training.seed
+    train_set, eval_set, cache_file, cached = tokenized_datasets(
+        context.dataset_path, context.dataset_sha256, context.dataset_format, tokenizer, spec.data,
+        spec.training.seed, get_settings().root / "cache" / "tokenized",
     )
+    print(f"tokenized examples {'loaded from' if cached else 'written to'} the cache: {cache_file}", file=sys.stderr)
     stop_if_requested(stop)
     reporter.phase("loading_model")
     # Before the model is built: LoRA's initial adapter weights come from this RNG.
     set_seed(spec.training.seed)
     model = prepare_for_training(load_model(source, spec.base_model, spec), spec)
-    return Trainer(
+    collator = PackedCollator if spec.data.packing else PaddingCollator
+    trainer = ThroughputTrainer(
         model=model,
         args=args,
         train_dataset=train_set,
         eval_dataset=eval_set,
-        data_collator=PaddingCollator(tokenizer.pad_token_id),
+        data_collator=collator(tokenizer.pad_token_id),
         processing_class=tokenizer,
         callbacks=[callback],
     )
+    if spec.data.packing:
+        keep_examples_apart(trainer.model, len(tokenizer))
+    callback.token_counts = trainer.token_counts
+    return trainer
 
 
 def discard_later_timeline(context: RunContext, reporter: Reporter) -> None:
@@ -189,6 +201,8 @@ def run_training(context: RunContext, stop: threading.Event) -> None:
         "best_metric": numeric_values({"best": trainer.state.best_metric}).get("best"),
         "global_step": output.global_step,
         "num_input_tokens_seen": trainer.state.num_input_tokens_seen,
+        **{key: callback.progress(trainer.state, final=True)[key]
+           for key in ("real_tokens_per_second", "padding_efficiency")},
         "metrics": numeric_values({**output.metrics, **last_eval_metrics(trainer.state.log_history)}),
         "runtime_s": time.monotonic() - PROCESS_STARTED,
         "peak_gpu_memory_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,

@@ -10,6 +10,7 @@ from api.deps import SessionDep, SettingsDep
 from api.errors import AUTHENTICATED, NOT_FOUND, Message, body_problems, conflict_answer, not_found
 from api.job_control import ResumeRequest, cancel_job, pause_job, resume_job
 from api.job_service import all_problems, request_hash, submit_job
+from api.memory_estimate import model_memory_estimate
 from api.pagination import CursorQuery, LimitQuery, Page, next_cursor
 from api.schemas import (
     CheckpointOut,
@@ -86,7 +87,8 @@ def validate_job(
     body: Annotated[dict[str, Any], Body(description="A job spec, as for POST /jobs.")],
 ):
     """Dry run: the normalized spec, the errors POST /jobs would give, tuning warnings and
-    estimates from the dataset's row count. Nothing is stored."""
+    estimates from the dataset's row count and, from the base model's config.json, of peak GPU
+    memory. Nothing is stored."""
     try:
         spec = JobSpec.model_validate(body)
     except ValidationError as invalid:
@@ -99,7 +101,7 @@ def validate_job(
         spec=spec.model_dump(mode="json"),
         errors=errors,
         warnings=tuning_warnings(spec),
-        estimates=estimate(spec, dataset.rows) if dataset else None,
+        estimates={**estimate(spec, dataset.rows), "memory": model_memory_estimate(spec, settings)} if dataset else None,
     )
 
 

@@ -174,6 +174,24 @@ def test_validate_is_a_dry_run_with_estimates_and_warnings(client, backend, data
     assert "training" in bad["errors"][0]["msg"]
 
 
+def test_validate_estimates_memory_from_the_models_config_json(client, dataset):
+    from tests.unit.test_jobspec_memory import LLAMA_2_7B
+    from traindock.settings import get_settings
+
+    folder = get_settings().effective_model_roots[0] / "llama-7b"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(LLAMA_2_7B))
+    spec = make_spec(dataset["id"], base_model="llama-7b", method="full", resources={"gpu_memory_gb": 40})
+    memory = client.post("/jobs/validate", json=spec).json()["estimates"]["memory"]
+    assert memory["parameters"]["total"] == 6_738_415_616
+    assert set(memory["bytes"]) == {"weights", "trainable_parameters", "gradients", "optimizer_state",
+                                    "activations", "total"}
+    assert memory["peak_gib"] > 40 and "resources.gpu_memory_gb 40" in memory["suggestion"]
+
+    hub = client.post("/jobs/validate", json=make_spec(dataset["id"])).json()["estimates"]["memory"]
+    assert "hub id" in hub["unavailable"]
+
+
 def test_schema_and_health(client):
     schema = client.get("/schema/job-spec").json()
     assert "training" in schema["properties"]

@@ -9,7 +9,7 @@ import jobspec
 def test_exports():
     for name in ("JobSpec", "DataSpec", "LoraSpec", "TrainingSpec", "ResumeFrom", "ResourcesSpec", "spec_problems",
                  "explain_unknown_fields", "tuning_warnings", "estimate", "split_sizes", "training_arguments",
-                 "job_spec_json_schema", "apply_resume_overrides", "RESUME_OVERRIDABLE_FIELDS"):
+                 "job_spec_json_schema", "memory_estimate", "apply_resume_overrides", "RESUME_OVERRIDABLE_FIELDS"):
         assert name in jobspec.__all__ and hasattr(jobspec, name)
 
 

@@ -1,6 +1,7 @@
 """The real training process (`python -m worker.train`) on the tiny model, against a real database:
 a dataset row, a job and its run claimed as the supervisor would claim it."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -33,7 +34,7 @@ def write_dataset(rows: list[dict], fmt: str, name: str = "data.jsonl") -> int:
     with session_scope() as session:
         dataset = add_dataset(
             session, tenant_id=get_or_create_tenant(session, "worker-tests").id, filename=name, path=str(path), format=fmt, rows=len(rows),
-            bytes=path.stat().st_size, sha256="0" * 64,
+            bytes=path.stat().st_size, sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
         )
         return dataset.id
 

@@ -57,7 +57,7 @@ def test_a_dataset_file_deleted_or_corrupted_after_upload_is_bad_dataset(sqlite_
     error = failure(sqlite_backend, started)
 
     assert error["code"] == "bad_dataset"
-    assert ("missing" if damage == "deleted" else "line 1") in error["message"]
+    assert ("missing" if damage == "deleted" else "changed on disk since its upload") in error["message"]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU may support bf16")

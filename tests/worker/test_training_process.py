@@ -152,3 +152,17 @@ def test_a_job_can_start_from_an_earlier_jobs_checkpoint(sqlite_backend):
         assert get_job(session, later.job_id).result["global_step"] == 6
     assert sorted(later_losses) == [3, 4, 5, 6]
     assert later_losses[3] == earlier_losses[3] and later_losses[4] == earlier_losses[4]
+
+
+def test_report_to_tensorboard_writes_event_files_in_the_jobs_folder(sqlite_backend):
+    install_tiny_model()
+    started = start_job(write_dataset(DEMO_ROWS, "alpaca"), training={
+        "max_steps": 2, "per_device_train_batch_size": 2, "logging_steps": 1, "save_strategy": "no",
+        "report_to": "tensorboard"})
+
+    process = run_training(sqlite_backend, started.run_id)
+
+    assert process.returncode == 0, output_of(process)
+    with session_scope() as session:
+        output = Path(get_job(session, started.job_id).result["final_model_path"]).parent
+    assert list(output.glob("runs/*/events.out.tfevents.*"))

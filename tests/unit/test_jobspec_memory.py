@@ -1,0 +1,58 @@
+"""The memory estimate from config.json alone: known parameter counts of published models, the
+byte split, and the suggestion against a GPU size hint."""
+
+from jobspec.memory import memory_estimate
+from jobspec.model import JobSpec
+
+LLAMA_2_7B = {
+    "model_type": "llama", "vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008,
+    "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 32,
+    "tie_word_embeddings": False, "dtype": "float16",
+}
+QWEN2_5_0_5B = {
+    "model_type": "qwen2", "vocab_size": 151936, "hidden_size": 896, "intermediate_size": 4864,
+    "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2,
+    "tie_word_embeddings": True, "torch_dtype": "bfloat16",
+}
+
+
+def spec(**fields) -> JobSpec:
+    return JobSpec.model_validate({"base_model": "m", "dataset_id": 1, **fields})
+
+
+def test_parameter_counts_of_published_models():
+    assert memory_estimate(LLAMA_2_7B, spec(method="full"))["parameters"]["total"] == 6_738_415_616
+    assert memory_estimate(QWEN2_5_0_5B, spec(method="full"))["parameters"]["total"] == 494_032_768
+
+
+def test_lora_on_llama_2_7b_splits_frozen_half_precision_weights_from_fp32_adapters():
+    estimate = memory_estimate(LLAMA_2_7B, spec(lora={"r": 8, "target_modules": ["q_proj", "v_proj"]}))
+    adapters = 32 * 2 * 8 * (4096 + 4096)  # the well-known 4,194,304 of r=8 on q and v
+    assert estimate["parameters"] == {"total": 6_738_415_616 + adapters, "trainable": adapters}
+    parts = estimate["bytes"]
+    assert parts["weights"] == 2 * 6_738_415_616
+    assert parts["trainable_parameters"] == parts["gradients"] == 4 * adapters
+    assert parts["optimizer_state"] == 8 * adapters
+    assert parts["total"] == sum(v for k, v in parts.items() if k != "total")
+
+
+def test_activations_shrink_with_checkpointing_and_grow_with_the_batch():
+    def activations(**training):
+        return memory_estimate(LLAMA_2_7B, spec(training=training))["bytes"]["activations"]
+
+    assert activations(gradient_checkpointing=True) < activations() / 5
+    assert activations(per_device_train_batch_size=16) == 2 * activations()
+
+
+def test_a_gpu_size_hint_gets_a_suggestion_only_when_exceeded():
+    full = spec(method="full", training={"optim": "adamw_torch"}, resources={"gpu_memory_gb": 80})
+    assert "use method 'lora'" in memory_estimate(LLAMA_2_7B, full)["suggestion"]
+    small = spec(training={"per_device_train_batch_size": 1, "gradient_checkpointing": True},
+                 data={"cutoff_len": 256}, resources={"gpu_memory_gb": 80})
+    assert "suggestion" not in memory_estimate(LLAMA_2_7B, small)
+
+
+def test_unknown_models_and_modules_are_reported_not_guessed():
+    assert "model_type 'gpt2'" in memory_estimate({"model_type": "gpt2"}, spec())["unavailable"]
+    assert "lm_head" in memory_estimate(LLAMA_2_7B, spec(lora={"target_modules": ["lm_head"]}))["unavailable"]
+    assert "unavailable" in memory_estimate({"model_type": "llama"}, spec())
