@@ -6,6 +6,7 @@ import json
 from traindock.settings import Settings
 
 MULTIPART_OVERHEAD = 64 * 1024
+UPLOAD_PATHS = {"/datasets", "/v1/files"}
 
 
 class BodyTooLarge(Exception):
@@ -18,7 +19,7 @@ class BodySizeLimit:
         self.settings = settings
 
     def limit_for(self, scope) -> int:
-        if scope["method"] == "POST" and scope["path"].rstrip("/") == "/datasets":
+        if scope["method"] == "POST" and scope["path"].rstrip("/") in UPLOAD_PATHS:
             return self.settings.max_upload_bytes + MULTIPART_OVERHEAD
         return self.settings.max_request_bytes
 

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from fastapi import UploadFile
+from sqlalchemy.orm import Session
+
+from db.datasets import add_dataset
+from db.hooks import after_rollback
+from db.models import Dataset
 from jobspec.dataset_rows import RowError, row_format
+from traindock.settings import Settings
 
 CHUNK = 1 << 20
 
@@ -100,3 +107,30 @@ def check_and_store(source: BinaryIO, folder: Path, limits: Limits) -> CheckedUp
         target.unlink(missing_ok=True)
         raise
     return CheckedUpload(target, rows, size, digest.hexdigest(), detected)
+
+
+def store_dataset(session: Session, settings: Settings, tenant_id: int, upload: UploadFile) -> Dataset:
+    """Check an upload and keep it as the tenant's dataset (file and row, or neither); the one way
+    in for the native API and the OpenAI-compatible /v1/files."""
+    limits = Limits(settings.max_upload_bytes, settings.max_line_bytes, settings.max_dataset_rows)
+    checked = check_and_store(upload.file, settings.datasets_dir, limits)
+    try:
+        dataset = add_dataset(
+            session, tenant_id=tenant_id, filename=display_filename(upload.filename), path="",
+            format=checked.format, rows=checked.rows, bytes=checked.bytes, sha256=checked.sha256,
+        )
+    except BaseException:
+        checked.path.unlink(missing_ok=True)
+        raise
+    final = settings.datasets_dir / f"{dataset.id}.jsonl"
+    checked.path.rename(final)
+    dataset.path = str(final)
+    after_rollback(session, lambda: final.unlink(missing_ok=True))  # no file without its row
+    return dataset
+
+
+def display_filename(given: str | None) -> str:
+    """The upload's own name, for display: no folders, no NUL (PostgreSQL cannot store it), at most
+    the column's 255 characters."""
+    name = Path((given or "").replace("\\x00", "")).name[:255]
+    return name or "dataset.jsonl"

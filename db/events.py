@@ -28,3 +28,11 @@ def list_events(session: Session, job_id: int, *, after: int | None, limit: int)
     if after is not None:
         query = query.where(Event.id > after)
     return list(session.scalars(query.order_by(Event.id).limit(limit)))
+
+
+def list_events_newest_first(session: Session, job_id: int, *, before: int | None, limit: int) -> list[Event]:
+    """Newest first; `before` is the id of the last (oldest) event the client has seen."""
+    query = select(Event).where(Event.job_id == job_id)
+    if before is not None:
+        query = query.where(Event.id < before)
+    return list(session.scalars(query.order_by(Event.id.desc()).limit(limit)))

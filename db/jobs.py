@@ -3,7 +3,7 @@ db/lifecycle.py's."""
 
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Job, utcnow
@@ -58,3 +58,15 @@ def set_result(session: Session, job_id: int, result: dict[str, Any]) -> None:
 
 def get_status(session: Session, job_id: int) -> str | None:
     return session.scalar(select(Job.status).where(Job.id == job_id))
+
+
+def list_succeeded_jobs(session: Session, tenant_id: int) -> list[Job]:
+    """The tenant's jobs that produced a final model, newest first."""
+    return list(session.scalars(
+        select(Job).where(Job.tenant_id == tenant_id, Job.status == JobStatus.SUCCEEDED).order_by(Job.id.desc())
+    ))
+
+
+def delete_job_rows(session: Session, job_id: int) -> None:
+    """The job and, by the foreign keys' ON DELETE CASCADE, its runs, events, metrics and checkpoints."""
+    session.execute(delete(Job).where(Job.id == job_id))

@@ -5,8 +5,11 @@ from typing import Any
 from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.orm import Session
 
+from db.events import add_event
 from db.models import MetricPoint, utcnow
 from db.upsert import upsert
+
+METRICS_LOGGED = "metrics.logged"
 
 
 def record_metric_points(
@@ -21,6 +24,11 @@ def record_metric_points(
     ]
     upsert(session, MetricPoint, rows, keys=["job_id", "name", "step"],
            update=["run_id", "epoch", "value", "created_at"])
+    for step, epoch, values in points:
+        if values:  # the points replace earlier ones; the events are the log of what was reported
+            described = ", ".join(f"{name} {value:.4g}" for name, value in values.items())
+            add_event(session, job_id, METRICS_LOGGED, f"step {step}: {described}", run_id=run_id,
+                      data={"step": step, "epoch": epoch, "values": {k: float(v) for k, v in values.items()}})
 
 
 def cursor_of(point: MetricPoint) -> str:

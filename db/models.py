@@ -101,6 +101,9 @@ class Job(TimestampMixin, Base):
     progress: Mapped[dict[str, Any] | None]
     result: Mapped[dict[str, Any] | None]
     error: Mapped[dict[str, Any] | None]
+    # What an OpenAI-compatible request asked for beyond the spec: its model name, suffix,
+    # metadata and hyperparameters as given ("auto" included). None for native jobs.
+    openai: Mapped[dict[str, Any] | None]
 
     runs: Mapped[list["Run"]] = relationship(
         back_populates="job", order_by="Run.attempt", lazy="selectin"

@@ -176,13 +176,18 @@ def build_examples(rows: list[dict], fmt: str, builder: ExampleBuilder, split: s
 
 
 def build_datasets(
-    path: Path, fmt: str, tokenizer, data: DataSpec, seed: int
+    path: Path, fmt: str, tokenizer, data: DataSpec, seed: int, *, eval_source: tuple[Path, str] | None = None,
 ) -> tuple[list[dict], list[dict] | None]:
-    """(train examples, eval examples or None when val_set_size is 0)."""
+    """(train examples, eval examples or None when there is no evaluation set). The evaluation
+    set is `eval_source` (a validation dataset's file and format) when given, else the split of
+    val_set_size."""
     train_rows, eval_rows = split_rows(read_rows(path, fmt), data.val_set_size, seed)
+    if eval_source is not None:
+        eval_rows = read_rows(*eval_source)
     builder = ExampleBuilder(tokenizer, data.cutoff_len, data.train_on_inputs)
     train = build_examples(train_rows, fmt, builder, "training")
-    evaluation = build_examples(eval_rows, fmt, builder, "evaluation") if eval_rows else None
+    eval_fmt = eval_source[1] if eval_source is not None else fmt
+    evaluation = build_examples(eval_rows, eval_fmt, builder, "evaluation") if eval_rows else None
     return train, evaluation
 
 

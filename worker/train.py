@@ -37,7 +37,7 @@ from traindock.settings import get_settings
 from worker.callback import ReportingCallback, numeric_values
 from worker.data import PaddingCollator, build_datasets
 from worker.errors import (
-    EXIT_FAILED, EXIT_STOPPED, EXIT_SUCCEEDED, BadDataset, Bf16Unsupported, TrainingFailure,
+    EXIT_FAILED, EXIT_STOPPED, EXIT_SUCCEEDED, BadDataset, BadModel, Bf16Unsupported, TrainingFailure,
     TrainingStopped, classify,
 )
 from worker.model import load_model, load_tokenizer, model_source, prepare_for_training, remote_code_allowed
@@ -55,6 +55,8 @@ class RunContext:
     output_dir: Path
     resume_step: int | None  # this job's checkpoint the attempt continues from
     resume_from: Path | None  # the checkpoint folder the attempt continues from
+    eval_source: tuple[Path, str] | None = None  # validation_dataset_id's file and format
+    init_from: Path | None = None  # an earlier job's final model (init_from_job_id)
 
 
 def load_context(run_id: int) -> RunContext:
@@ -62,6 +64,10 @@ def load_context(run_id: int) -> RunContext:
     spec = assignment.spec
     if assignment.dataset_path is None:
         raise BadDataset(f"dataset {spec.dataset_id} was deleted")
+    if spec.validation_dataset_id and assignment.validation_path is None:
+        raise BadDataset(f"validation dataset {spec.validation_dataset_id} was deleted")
+    if assignment.init_from is not None and not assignment.init_from.is_dir():
+        raise BadModel(f"job {spec.init_from_job_id}'s final model is gone, so this job cannot start from it")
     return RunContext(
         run_id=assignment.run_id,
         job_id=assignment.job_id,
@@ -72,6 +78,8 @@ def load_context(run_id: int) -> RunContext:
         output_dir=assignment.output_dir,
         resume_step=assignment.resume_step,
         resume_from=checkpoint_to_resume(assignment.resume_step, spec, assignment.output_dir),
+        eval_source=(assignment.validation_path, assignment.validation_format) if assignment.validation_path else None,
+        init_from=assignment.init_from,
     )
 
 
@@ -124,12 +132,16 @@ def build_trainer(
     source = model_source(spec.base_model, get_settings().effective_model_roots)
     tokenizer = load_tokenizer(source, spec.base_model, trust_remote_code=remote_code_allowed(spec))
     train_set, eval_set = build_datasets(
-        context.dataset_path, context.dataset_format, tokenizer, spec.data, spec.training.seed
+        context.dataset_path, context.dataset_format, tokenizer, spec.data, spec.training.seed,
+        eval_source=context.eval_source,
     )
     stop_if_requested(stop)
     # Before the model is built: LoRA's initial adapter weights come from this RNG.
     set_seed(spec.training.seed)
-    model = prepare_for_training(load_model(source, spec.base_model, spec), spec)
+    full_from = context.init_from if spec.method == "full" else None
+    model = load_model(str(full_from) if full_from else source, spec.base_model, spec)
+    adapter = context.init_from if spec.method == "lora" else None
+    model = prepare_for_training(model, spec, adapter=adapter)
     return Trainer(
         model=model,
         args=args,
