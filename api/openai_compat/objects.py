@@ -19,8 +19,9 @@ STATUS = {
 EVENT_LEVELS = {"job.failed": "error", "job.interrupted": "warn", "run.traceback": "error",
                 "run.handoff_pending": "warn", "run.delivery_ignored": "warn"}
 METRICS_EVENT = "metrics.logged"
-# traindock metric names -> the names OpenAI's metrics events and checkpoints use.
-METRIC_NAMES = {"loss": "train_loss", "eval_loss": "valid_loss", "mean_token_accuracy": "train_mean_token_accuracy",
+# traindock metric names -> the names OpenAI's metrics events and checkpoints use. The Trainer's
+# own `train_loss` is its end-of-attempt average, not a step's loss.
+METRIC_NAMES = {"loss": "train_loss", "train_loss": "mean_train_loss", "eval_loss": "valid_loss", "mean_token_accuracy": "train_mean_token_accuracy",
                 "eval_mean_token_accuracy": "valid_mean_token_accuracy"}
 
 

@@ -133,3 +133,19 @@ def test_padding_collator_pads_right():
     assert batch["input_ids"].tolist() == [[1, 5, 6], [1, 7, 3]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
     assert batch["labels"].tolist() == [[-100, 5, 6], [1, 7, -100]]
+
+
+def test_a_validation_dataset_is_the_evaluation_set_in_its_own_format(tokenizer, tmp_path):
+    from jobspec.model import DataSpec
+    from worker.data import build_datasets
+
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"text": f"row {n}"}) + "\n" for n in range(6)))
+    valid = tmp_path / "valid.jsonl"
+    valid.write_text(json.dumps({"messages": CHAT}) + "\n")
+    data = DataSpec(train_on_inputs=False)
+    examples, evaluation = build_datasets(train, "text", tokenizer, data, seed=1, eval_source=(valid, "chat"))
+    assert len(examples) == 6  # nothing held out of the training rows
+    [only] = evaluation
+    assert only == ExampleBuilder(tokenizer, 512, train_on_inputs=False).build({"messages": CHAT}, "chat")
+    assert build_datasets(train, "text", tokenizer, data, seed=1)[1] is None
