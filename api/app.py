@@ -8,7 +8,7 @@ from api.auth import RequireApiKey
 from api.body_limit import BodySizeLimit
 from api.errors import body_error_handler, transition_refused_handler, validation_error_handler
 from api.openai_compat.app import create_v1_app
-from api.routes import datasets, health, jobs, schema
+from api.routes import datasets, health, jobs, models, schema
 from db.lifecycle import TransitionRefused
 from traindock.settings import get_settings
 
@@ -28,7 +28,7 @@ def create_app() -> FastAPI:
     # request's body is read at all.
     app.add_middleware(RequireApiKey)
     app.add_middleware(BodySizeLimit, settings=settings)
-    for module in (health, schema, datasets, jobs):
+    for module in (health, schema, datasets, jobs, models):
         app.include_router(module.router)
     app.mount("/v1", create_v1_app())
     _document_api_key(app)

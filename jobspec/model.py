@@ -40,7 +40,7 @@ class SpecModel(BaseModel):
 
 
 class DataSpec(SpecModel):
-    format: Literal["auto", "alpaca", "chat", "text"] = Field(
+    format: Literal["auto", "alpaca", "chat", "sharegpt", "text"] = Field(
         "auto", description="Row format of the dataset; 'auto' uses the format detected at upload."
     )
     cutoff_len: int = Field(

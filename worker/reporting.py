@@ -122,7 +122,8 @@ class Reporter:
             if moved:
                 mark_deleted_except(session, self.job_id, steps_on_disk)
                 add_event(session, self.job_id, "checkpoints.superseded",
-                          f"checkpoints of steps {', '.join(map(str, moved))} moved to {folder}: this "
+                          f"checkpoints of steps {', '.join(map(str, moved))} moved to "
+                          f"{folder.parent.name}/{folder.name}: this "
                           f"attempt continues from step {resume_step}", run_id=self.run_id,
                           data={"steps": moved, "folder": str(folder)})
 

@@ -41,7 +41,7 @@ def create_file(
     try:
         dataset = store_dataset(session, settings, tenant.id, file)
     except UploadRejected as rejected:
-        where = f"line {rejected.line}: " if rejected.line else ""
+        where = f"{rejected.where}: " if rejected.line else ""
         raise OpenAIError(rejected.status_code if rejected.status_code == 413 else 400,
                           f"{where}{rejected.message}", param="file", code="invalid_file") from None
     return file_object(dataset)

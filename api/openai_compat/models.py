@@ -39,7 +39,7 @@ def _base(info) -> dict:
 def list_models(tenant: CurrentTenant, session: SessionDep, settings: SettingsDep):
     models = [_base(info) for info in base_models(settings.effective_model_roots)]
     models += [_fine_tuned(job) for job in queries.list_succeeded_jobs(session, tenant.id)]
-    return {**page(models, False)}
+    return page(models, False)
 
 
 @router.get("/{model:path}")

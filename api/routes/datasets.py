@@ -47,7 +47,8 @@ def upload_dataset(
     session: SessionDep,
     settings: SettingsDep,
     response: Response,
-    file: Annotated[UploadFile, File(description="JSONL: alpaca, chat or text rows, one per line.")],
+    file: Annotated[UploadFile, File(description="JSONL (one row per line) or a JSON array of rows: "
+                                                  "alpaca, chat, ShareGPT or text rows.")],
 ):
     try:
         dataset = store_dataset(session, settings, tenant.id, file)
@@ -60,8 +61,8 @@ def upload_dataset(
 def _rejected(rejected: UploadRejected) -> JSONResponse:
     if rejected.status_code == 413:
         return JSONResponse(status_code=413, content={"detail": rejected.message})
-    loc = ["body", "file"] + ([f"line {rejected.line}"] if rejected.line else [])
-    msg = f"line {rejected.line}: {rejected.message}" if rejected.line else rejected.message
+    loc = ["body", "file"] + ([rejected.where] if rejected.line else [])
+    msg = f"{rejected.where}: {rejected.message}" if rejected.line else rejected.message
     return JSONResponse(
         status_code=422,
         content={"detail": [{"loc": loc, "msg": msg, "type": "dataset_row", "line": rejected.line}]},
