@@ -3,6 +3,7 @@ server buffer or spool more than the limit, with or without a Content-Length hea
 
 import json
 
+from api.auth import OPENAI_PREFIX
 from traindock.settings import Settings
 
 MULTIPART_OVERHEAD = 64 * 1024
@@ -29,7 +30,7 @@ class BodySizeLimit:
         limit = self.limit_for(scope)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            return await _reject(send, limit)
+            return await _reject(send, limit, scope)
         received = 0
         started = rejected = False
 
@@ -43,7 +44,7 @@ class BodySizeLimit:
                     # any error while reading a body into a 400), and its answer is dropped.
                     if not started and not rejected:
                         rejected = True
-                        await _reject(send, limit)
+                        await _reject(send, limit, scope)
                     raise BodyTooLarge
             return message
 
@@ -58,7 +59,7 @@ class BodySizeLimit:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not started and not rejected:
-                await _reject(send, limit)
+                await _reject(send, limit, scope)
 
 
 async def _reject(send, limit: int) -> None:

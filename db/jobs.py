@@ -37,12 +37,16 @@ def count_queued(session: Session, tenant_id: int) -> int:
 
 
 def list_jobs(
-    session: Session, tenant_id: int, *, statuses: list[str] | None, before: int | None, limit: int
+    session: Session, tenant_id: int, *, statuses: list[str] | None, before: int | None, limit: int,
+    metadata: dict[str, str] | None = None,
 ) -> list[Job]:
-    """Newest first; `before` is the id of the last job the client has seen."""
+    """Newest first; `before` is the id of the last job the client has seen. `metadata`: only jobs
+    whose OpenAI-compatible request had these metadata values."""
     query = select(Job).where(Job.tenant_id == tenant_id)
     if statuses:
         query = query.where(Job.status.in_(statuses))
+    for key, value in (metadata or {}).items():
+        query = query.where(Job.openai["metadata"][key].as_string() == value)
     if before is not None:
         query = query.where(Job.id < before)
     return list(session.scalars(query.order_by(Job.id.desc()).limit(limit)))

@@ -3,7 +3,7 @@ the native services (api.job_service.submit_job, api.job_control)."""
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Query
+from fastapi import APIRouter, Body, Header, Query, Request
 from pydantic import ValidationError
 
 from api.auth import CurrentTenant
@@ -114,8 +114,12 @@ def create_job(
 
 
 @router.get("")
-def list_jobs(tenant: CurrentTenant, session: SessionDep, after: After = None, limit: Limit = 20):
-    found = queries.list_jobs(session, tenant.id, statuses=None, before=cursor(ids.JOB, after), limit=limit + 1)
+def list_jobs(request: Request, tenant: CurrentTenant, session: SessionDep, after: After = None, limit: Limit = 20):
+    """`metadata[key]=value` query parameters (the client's `metadata={...}`) filter by metadata."""
+    metadata = {key[len("metadata["):-1]: value for key, value in request.query_params.items()
+                if key.startswith("metadata[") and key.endswith("]")}
+    found = queries.list_jobs(session, tenant.id, statuses=None, before=cursor(ids.JOB, after), limit=limit + 1,
+                              metadata=metadata)
     return page([job_object(job) for job in found[:limit]], len(found) > limit)
 
 

@@ -182,6 +182,11 @@ def test_list_pages_newest_first_and_unknown_ids_are_404(client):
     first = client.fine_tuning.jobs.list(limit=2)
     assert [j.id for j in first.data] == ids[::-1][:2] and first.has_more
     assert [j.id for j in client.fine_tuning.jobs.list(limit=2)] == ids[::-1]
+    assert client.fine_tuning.jobs.list(after=ids[0]).data == []
+    tagged = create_job(client, file.id, metadata={"team": "a", "run": "7"}).id
+    create_job(client, file.id, metadata={"team": "b"})
+    assert [j.id for j in client.fine_tuning.jobs.list(metadata={"team": "a"})] == [tagged]
+    assert [j.id for j in client.fine_tuning.jobs.list(metadata={"team": "a", "run": "8"})] == []
     for unknown in ("ftjob-999", "ftjob-x", "12"):
         with pytest.raises(openai.NotFoundError):
             client.fine_tuning.jobs.retrieve(unknown)
@@ -307,3 +312,15 @@ def test_v1_errors_use_the_envelope_and_the_native_api_keeps_its_shape(client, s
     with pytest.raises(openai.AuthenticationError) as refused:
         bad_key.models.list()
     assert refused.value.body["code"] == "invalid_api_key"
+
+
+def test_an_upload_over_the_limit_is_413_in_the_envelope(client, monkeypatch):
+    monkeypatch.setenv("TRAINDOCK_MAX_UPLOAD_BYTES", "100")
+    from traindock.settings import get_settings
+
+    get_settings.cache_clear()
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.with_options(max_retries=0).files.create(file=("x.jsonl", jsonl([{"text": "x" * 50}] * 4)),
+                                                        purpose="fine-tune")
+    assert refused.value.status_code == 413
+    assert "larger than the limit" in refused.value.body["message"]
