@@ -7,6 +7,10 @@ from sqlalchemy.orm import Session
 
 from db.models import Event
 
+# One per logged training step (db/metrics.py): what OpenAI's metrics events show. The native
+# events list leaves them out (GET /jobs/{id}/metrics has the points).
+METRICS_LOGGED = "metrics.logged"
+
 
 def add_event(
     session: Session,
@@ -22,9 +26,13 @@ def add_event(
     return event
 
 
-def list_events(session: Session, job_id: int, *, after: int | None, limit: int) -> list[Event]:
+def list_events(
+    session: Session, job_id: int, *, after: int | None, limit: int, with_metrics: bool = False
+) -> list[Event]:
     """Oldest first; `after` is the id of the last event the client has seen."""
     query = select(Event).where(Event.job_id == job_id)
+    if not with_metrics:
+        query = query.where(Event.type != METRICS_LOGGED)
     if after is not None:
         query = query.where(Event.id > after)
     return list(session.scalars(query.order_by(Event.id).limit(limit)))

@@ -5,11 +5,9 @@ from typing import Any
 from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.orm import Session
 
-from db.events import add_event
+from db.events import METRICS_LOGGED, add_event
 from db.models import MetricPoint, utcnow
 from db.upsert import upsert
-
-METRICS_LOGGED = "metrics.logged"
 
 
 def record_metric_points(

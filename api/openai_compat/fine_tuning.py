@@ -16,7 +16,7 @@ from api.openai_compat.errors import OpenAIError
 from api.openai_compat.job_request import (
     Hyperparameters, OpenAIJobRequest, apply_hyperparameters, method_hyperparameters, split_body,
 )
-from api.openai_compat.models import fine_tuned_job
+from api.openai_compat.models import checkpoint_source, fine_tuned_job
 from api.openai_compat.objects import checkpoint_object, event_object, job_object, page
 from db import checkpoints as checkpoint_queries
 from db import events as event_queries
@@ -66,6 +66,20 @@ def _file(session, tenant, text: str | None, param: str) -> int | None:
     return number
 
 
+def _starting_point(session, tenant, model: str) -> dict[str, Any]:
+    """Spec fields for `model`: a base model by name; a checkpoint continues from that step
+    (weights, optimizer, schedule); a fine-tuned model trains further from its final weights."""
+    if not model.startswith("ft:"):
+        return {"base_model": model}
+    if (source := checkpoint_source(session, tenant, model)) is not None:
+        earlier, step = source
+        start = {"resume_from_checkpoint": {"job_id": earlier.id, "step": step}}
+    else:
+        earlier = fine_tuned_job(session, tenant, model, param="model")
+        start = {"init_from_job_id": earlier.id}
+    return {**start, **{field: earlier.spec[field] for field in ("base_model", "method", "lora")}}
+
+
 def spec_from_request(session, tenant, body: dict[str, Any]) -> tuple[JobSpec, dict[str, Any]]:
     """The job spec and what the job keeps of the OpenAI request."""
     openai_fields, spec, method = split_body(body)
@@ -75,13 +89,7 @@ def spec_from_request(session, tenant, body: dict[str, Any]) -> tuple[JobSpec, d
                           param="integrations")
     given = request.hyperparameters or _validated(Hyperparameters, method_hyperparameters(method) or {},
                                                   "method", "supervised", "hyperparameters")
-    if request.model.startswith("ft:"):
-        earlier = fine_tuned_job(session, tenant, request.model, param="model")
-        for field in ("base_model", "method", "lora"):
-            spec[field] = earlier.spec[field]
-        spec["init_from_job_id"] = earlier.id
-    else:
-        spec["base_model"] = request.model
+    spec.update(_starting_point(session, tenant, request.model))
     spec["dataset_id"] = _file(session, tenant, request.training_file, "training_file")
     training = spec.setdefault("training", {})
     if not isinstance(training, dict):

@@ -1,12 +1,14 @@
 """An OpenAI `fine_tuning.jobs.create` body as a traindock job spec.
 
-`model` is a base model (a folder in a model root, or a hub id) or the `fine_tuned_model` of an
-earlier job of the tenant, which the new job continues training. Hyperparameters map onto the
+`model` is a base model (a folder in a model root, or a hub id), the `fine_tuned_model` of an
+earlier job of the tenant, which the new job trains further, or a `fine_tuned_model_checkpoint`,
+which it continues from (resume_from_checkpoint). Hyperparameters map onto the
 spec; "auto" (or leaving one out) picks: n_epochs 3, batch_size 8, learning_rate_multiplier 1
 (learning rate = multiplier x 2e-4 for LoRA, x 2e-5 for full fine-tuning). traindock's own spec
 fields (`data`, `lora`, `training`, `output_dir`, `resources`, a string `method` "lora"/"full",
 ...) come through the client's `extra_body`; an explicit hyperparameter overrides them."""
 
+import copy
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -45,7 +47,7 @@ def split_body(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], di
     """(OpenAI fields, traindock spec fields, OpenAI `method`). A `method` object is OpenAI's; a
     string is traindock's ("lora" or "full")."""
     openai = {key: value for key, value in body.items() if key in OPENAI_FIELDS and key != "method"}
-    native = {key: value for key, value in body.items() if key not in OPENAI_FIELDS}
+    native = copy.deepcopy({key: value for key, value in body.items() if key not in OPENAI_FIELDS})
     method = body.get("method")
     if isinstance(method, str):
         native["method"] = method

@@ -1,6 +1,8 @@
 """/v1/models: the base models in the server's model roots and the tenant's fine-tuned models
 (`fine_tuned_model` of its succeeded jobs), which new jobs can start from."""
 
+import re
+
 from fastapi import APIRouter
 
 from api.auth import CurrentTenant
@@ -9,12 +11,14 @@ from api.job_removal import delete_job
 from api.model_catalog import base_models
 from api.openai_compat import ids
 from api.openai_compat.errors import OpenAIError
-from api.openai_compat.objects import fine_tuned_model_id, model_object, page, unix
+from api.openai_compat.objects import checkpoint_model_id, fine_tuned_model_id, model_object, page, unix
+from db.checkpoints import usable_checkpoint
 from db import jobs as queries
 from db.models import Job
 
 router = APIRouter(prefix="/models", tags=["models"])
 BASE_OWNER = "traindock"
+CHECKPOINT_MODEL = re.compile(r"ft:.+:(?P<job>ftjob-\d{1,19}):ckpt-step-(?P<step>\d{1,10})")
 
 
 def fine_tuned_job(session, tenant, model: str, *, param: str = "model") -> Job:
@@ -24,6 +28,20 @@ def fine_tuned_job(session, tenant, model: str, *, param: str = "model") -> Job:
     if job is None or fine_tuned_model_id(job) != model:
         raise OpenAIError(404, f"The model '{model}' does not exist", param=param, code="model_not_found")
     return job
+
+
+def checkpoint_source(session, tenant, model: str) -> tuple[Job, int] | None:
+    """(job, step) of a `fine_tuned_model_checkpoint` (ft:<base>:<suffix>:ftjob-<id>:ckpt-step-<step>);
+    None when `model` is not of that form; 404 when it names no checkpoint of the tenant's."""
+    match = CHECKPOINT_MODEL.fullmatch(model)
+    if match is None:
+        return None
+    number = ids.decode(ids.JOB, match.group("job"))
+    job = queries.get_job(session, number, tenant.id) if number else None
+    step = int(match.group("step"))
+    if job is None or checkpoint_model_id(job, step) != model or usable_checkpoint(session, job.id, step) is None:
+        raise OpenAIError(404, f"The model '{model}' does not exist", param="model", code="model_not_found")
+    return job, step
 
 
 def _fine_tuned(job: Job) -> dict:

@@ -6,6 +6,7 @@ from typing import Any
 
 from api.openai_compat import ids
 from api.openai_compat.job_request import BASE_LEARNING_RATE
+from db.events import METRICS_LOGGED
 from db.models import Checkpoint, Dataset, Event, Job
 from db.status import JobStatus
 
@@ -18,7 +19,6 @@ STATUS = {
 }
 EVENT_LEVELS = {"job.failed": "error", "job.interrupted": "warn", "run.traceback": "error",
                 "run.handoff_pending": "warn", "run.delivery_ignored": "warn"}
-METRICS_EVENT = "metrics.logged"
 # traindock metric names -> the names OpenAI's metrics events and checkpoints use. The Trainer's
 # own `train_loss` is its end-of-attempt average, not a step's loss.
 METRIC_NAMES = {"loss": "train_loss", "train_loss": "mean_train_loss", "eval_loss": "valid_loss", "mean_token_accuracy": "train_mean_token_accuracy",
@@ -97,7 +97,7 @@ def job_object(job: Job) -> dict[str, Any]:
 def event_object(event: Event) -> dict[str, Any]:
     base = {"id": ids.encode(ids.EVENT, event.id), "object": "fine_tuning.job.event",
             "created_at": unix(event.created_at), "message": event.message}
-    if event.type == METRICS_EVENT:
+    if event.type == METRICS_LOGGED:
         values = (event.data or {}).get("values", {})
         data = {"step": (event.data or {}).get("step"),
                 **{METRIC_NAMES.get(name, name): value for name, value in values.items()}}

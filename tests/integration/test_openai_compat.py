@@ -219,7 +219,7 @@ def test_cancel_pause_resume_and_a_refusal_is_409_without_retries(client, server
     assert statuses == ["queued", "paused", "queued", "cancelled"]
 
 
-def test_events_newest_first_with_metrics_and_paging(client):
+def test_events_newest_first_with_metrics_and_paging(client, server):
     file = upload(client)
     job = create_job(client, file.id)
     job_id = number(job.id)
@@ -237,6 +237,8 @@ def test_events_newest_first_with_metrics_and_paging(client):
     ids = [number(e.id) for e in events]
     assert ids == sorted(ids, reverse=True)
     assert client.fine_tuning.jobs.retrieve(job.id).status == "running"
+    native_types = [e["type"] for e in native(server, "GET", f"/jobs/{job_id}/events").json()["items"]]
+    assert native_types == ["job.queued", "job.running"]  # the points are GET /jobs/{id}/metrics's
 
 
 def test_checkpoints_latest_first_with_paging(client):
@@ -253,6 +255,26 @@ def test_checkpoints_latest_first_with_paging(client):
     assert latest.object == "fine_tuning.job.checkpoint" and latest.fine_tuning_job_id == job.id
     assert latest.metrics.train_loss == pytest.approx(1 / 6) and latest.metrics.valid_loss == 2.0
     assert latest.fine_tuned_model_checkpoint == f"ft:tiny:s:{job.id}:ckpt-step-6"
+
+
+def test_a_job_starts_from_a_checkpoint_model_of_another(client, server, backend):
+    file = upload(client)
+    job = create_job(client, file.id, suffix="s", extra_body={"lora": {"r": 4}})
+    job_id = number(job.id)
+    folder = backend.data_dir / "jobs" / "tenant-1" / f"job-{job_id}" / "checkpoint-3"
+    folder.mkdir(parents=True)
+    (folder / "trainer_state.json").write_text("{}")
+    with session_scope() as session:
+        run = latest_run(session, job_id)
+        lifecycle.claim_run(session, run.id, "test-worker")
+        record_checkpoint(session, job_id, run.id, 3, str(folder), {"loss": 1.0})
+    [checkpoint] = client.fine_tuning.jobs.checkpoints.list(job.id).data
+    follow = client.fine_tuning.jobs.create(model=checkpoint.fine_tuned_model_checkpoint, training_file=file.id)
+    spec = native(server, "GET", f"/jobs/{number(follow.id)}").json()["spec"]
+    assert spec["resume_from_checkpoint"] == {"job_id": job_id, "step": 3}
+    assert (spec["base_model"], spec["lora"]["r"], spec.get("init_from_job_id")) == ("tiny", 4, None)
+    with pytest.raises(openai.NotFoundError):
+        client.fine_tuning.jobs.create(model=f"ft:tiny:s:{job.id}:ckpt-step-4", training_file=file.id)
 
 
 # ---- Models -----------------------------------------------------------------------------------
