@@ -11,7 +11,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.auth import RequireApiKey
 from api.body_limit import BodySizeLimit
 from api.errors import body_error_handler, transition_refused_handler, validation_error_handler
-from api.routes import datasets, health, jobs, schema, stream
+from api.openai_compat.app import create_v1_app
+from api.routes import datasets, health, jobs, models, schema, stream
 from api.stream_follower import StreamFollower
 from db.engine import serve_requests
 from db.lifecycle import TransitionRefused
@@ -37,8 +38,9 @@ def create_app() -> FastAPI:
     app.add_middleware(BodySizeLimit, settings=settings)
     app.state.stream_follower = StreamFollower()
     # The stream before jobs: /jobs/stream would otherwise be taken for /jobs/{job_id}.
-    for module in (health, schema, datasets, stream, jobs):
+    for module in (health, schema, datasets, stream, jobs, models):
         app.include_router(module.router)
+    app.mount("/v1", create_v1_app())
     _document_api_key(app)
     return app
 

@@ -15,6 +15,7 @@ from db.tenants import tenant_for_key
 
 UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 # What answers without a key: liveness and the API's own description.
+OPENAI_PREFIX = "/v1/"
 PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 
 
@@ -66,7 +67,11 @@ class RequireApiKey:
             if tenant is None:
                 tenant = await anyio.to_thread.run_sync(self._verify, authorization)
         except HTTPException as refused:
-            response = JSONResponse({"detail": refused.detail}, status_code=401, headers=UNAUTHORIZED)
+            content = {"detail": refused.detail}
+            if scope["path"].startswith(OPENAI_PREFIX):  # the openai client reads its own envelope
+                content = {"error": {"message": refused.detail, "type": "invalid_request_error",
+                                     "param": None, "code": "invalid_api_key"}}
+            response = JSONResponse(content, status_code=401, headers=UNAUTHORIZED)
             return await response(scope, receive, send)
         scope.setdefault("state", {})["tenant"] = tenant  # request.state.tenant, for `authenticate`
         return await self.app(scope, receive, send)

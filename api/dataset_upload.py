@@ -1,24 +1,39 @@
-"""Checks an uploaded JSONL file line by line while copying it to disk, and detects its format.
-Nothing is kept unless every line is good."""
+"""Checks an uploaded JSONL file (or JSON array) row by row while copying it to disk, and detects
+its format. Nothing is kept unless every row is good."""
 
 import hashlib
 import json
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
+from itertools import chain
 from typing import BinaryIO
 
+from fastapi import UploadFile
+from sqlalchemy.orm import Session
+
+from api.json_array import ArrayError, array_elements_as_lines
+from db.datasets import add_dataset
+from db.hooks import after_rollback
+from db.models import Dataset
 from jobspec.dataset_rows import RowError, row_format
+from traindock.settings import Settings
 
 CHUNK = 1 << 20
 
 
 class UploadRejected(Exception):
-    def __init__(self, status_code: int, message: str, line: int | None = None):
+    def __init__(self, status_code: int, message: str, line: int | None = None, unit: str = "line"):
         super().__init__(message)
         self.status_code = status_code
         self.message = message
         self.line = line
+        self.unit = unit  # "line" of a JSONL file, "element" of a JSON array
+
+    @property
+    def where(self) -> str | None:
+        return f"{self.unit} {self.line}" if self.line else None
 
 
 @dataclass
@@ -37,12 +52,12 @@ class Limits:
     max_rows: int
 
 
-def _lines(source: BinaryIO, max_line_bytes: int):
+def _lines(chunks: Iterator[bytes], max_line_bytes: int):
     """Each line with its newline, exactly as uploaded. A line longer than the limit is refused
     before it is held in memory whole."""
     pending = b""
     number = 0
-    while chunk := source.read(CHUNK):
+    for chunk in chunks:
         pending += chunk
         *complete, pending = pending.split(b"\n")
         for line in complete:
@@ -64,9 +79,15 @@ def check_and_store(source: BinaryIO, folder: Path, limits: Limits) -> CheckedUp
     digest = hashlib.sha256()
     size = rows = 0
     detected: str | None = None
+    chunks = iter(lambda: source.read(CHUNK), b"")
+    first = next(chunks, b"")
+    chunks = chain([first], chunks)
+    # A JSON array is stored as the JSONL of its elements (what the worker reads).
+    array = first.lstrip()[:1] == b"["
+    unit = "element" if array else "line"
     try:
         with target.open("wb") as out:
-            for number, raw in enumerate(_lines(source, limits.max_line_bytes), start=1):
+            for number, raw in enumerate(_rows(chunks, limits, array), start=1):
                 size += len(raw)
                 if size > limits.max_bytes:
                     raise UploadRejected(413, f"the file is larger than the limit of {limits.max_bytes} bytes")
@@ -78,19 +99,19 @@ def check_and_store(source: BinaryIO, folder: Path, limits: Limits) -> CheckedUp
                 try:
                     fmt = row_format(json.loads(line.decode("utf-8")))
                 except UnicodeDecodeError:
-                    raise UploadRejected(422, "not valid UTF-8", number) from None
+                    raise UploadRejected(422, "not valid UTF-8", number, unit) from None
                 except json.JSONDecodeError as exc:
-                    raise UploadRejected(422, f"invalid JSON: {exc.msg} at column {exc.colno}", number) from None
+                    raise UploadRejected(422, f"invalid JSON: {exc.msg} at column {exc.colno}", number, unit) from None
                 except RowError as exc:
-                    raise UploadRejected(422, str(exc), number) from None
+                    raise UploadRejected(422, str(exc), number, unit) from None
                 except RecursionError:
-                    raise UploadRejected(422, "invalid JSON: nested too deeply", number) from None
+                    raise UploadRejected(422, "invalid JSON: nested too deeply", number, unit) from None
                 except ValueError as exc:  # e.g. an integer longer than Python converts (4300 digits)
-                    raise UploadRejected(422, f"invalid JSON: {exc}", number) from None
+                    raise UploadRejected(422, f"invalid JSON: {exc}", number, unit) from None
                 if detected is None:
                     detected = fmt
                 elif fmt != detected:
-                    raise UploadRejected(422, f"a {fmt} row in a file whose rows are {detected}", number)
+                    raise UploadRejected(422, f"a {fmt} row in a file whose rows are {detected}", number, unit)
                 rows += 1
                 if rows > limits.max_rows:
                     raise UploadRejected(413, f"the file has more than the limit of {limits.max_rows} rows")
@@ -100,3 +121,52 @@ def check_and_store(source: BinaryIO, folder: Path, limits: Limits) -> CheckedUp
         target.unlink(missing_ok=True)
         raise
     return CheckedUpload(target, rows, size, digest.hexdigest(), detected)
+
+
+def _rows(chunks: Iterator[bytes], limits: Limits, array: bool) -> Iterator[bytes]:
+    """JSONL lines to check and store: the file's own lines, or a JSON array's elements (its
+    uploaded size counted against the limit as it arrives)."""
+    if not array:
+        yield from _lines(chunks, limits.max_line_bytes)
+        return
+    received = 0
+
+    def counted():
+        nonlocal received
+        for chunk in chunks:
+            received += len(chunk)
+            if received > limits.max_bytes:
+                raise UploadRejected(413, f"the file is larger than the limit of {limits.max_bytes} bytes")
+            yield chunk
+
+    try:
+        yield from array_elements_as_lines(counted(), limits.max_line_bytes)
+    except ArrayError as exc:
+        raise UploadRejected(422, str(exc), exc.element, "element") from None
+
+
+def store_dataset(session: Session, settings: Settings, tenant_id: int, upload: UploadFile) -> Dataset:
+    """Check an upload and keep it as the tenant's dataset (file and row, or neither); the one way
+    in for the native API and the OpenAI-compatible /v1/files."""
+    limits = Limits(settings.max_upload_bytes, settings.max_line_bytes, settings.max_dataset_rows)
+    checked = check_and_store(upload.file, settings.datasets_dir, limits)
+    try:
+        dataset = add_dataset(
+            session, tenant_id=tenant_id, filename=display_filename(upload.filename), path="",
+            format=checked.format, rows=checked.rows, bytes=checked.bytes, sha256=checked.sha256,
+        )
+    except BaseException:
+        checked.path.unlink(missing_ok=True)
+        raise
+    final = settings.datasets_dir / f"{dataset.id}.jsonl"
+    checked.path.rename(final)
+    dataset.path = str(final)
+    after_rollback(session, lambda: final.unlink(missing_ok=True))  # no file without its row
+    return dataset
+
+
+def display_filename(given: str | None) -> str:
+    """The upload's own name, for display: no folders, no NUL (PostgreSQL cannot store it), at most
+    the column's 255 characters."""
+    name = Path((given or "").replace("\\x00", "")).name[:255]
+    return name or "dataset.jsonl"

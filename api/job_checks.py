@@ -12,6 +12,7 @@ from db.checkpoints import usable_checkpoint
 from db.datasets import get_dataset
 from db.jobs import get_job
 from db.models import Job
+from db.status import JobStatus
 from jobspec import JobSpec, split_problems
 from traindock.paths import PathRefused, check_output_name, resolve_base_model
 from traindock.settings import Settings
@@ -34,6 +35,8 @@ def server_problems(session: Session, settings: Settings, tenant_id: int, spec: 
                                  "cannot push to the Hub; set push_to_hub to false", "no_hub_token"))
     problems += _output_dir_problems(session, tenant_id, spec.output_dir)
     problems += _resume_from_problems(session, tenant_id, spec)
+    problems += _init_from_problems(session, tenant_id, spec)
+    problems += _validation_dataset_problems(session, tenant_id, spec)
     dataset = get_dataset(session, spec.dataset_id, tenant_id)
     if dataset is None:
         problems.append(problem(("dataset_id",), f"no dataset with id {spec.dataset_id}", "not_found"))
@@ -86,4 +89,38 @@ def _resume_from_problems(session: Session, tenant_id: int, spec: JobSpec) -> li
     if (before.base_model, before.method, before.lora) != (spec.base_model, spec.method, spec.lora):
         return [problem(("resume_from_checkpoint", "job_id"), f"job {job.id} trained another model: its "
                          "base_model, method and lora settings must be the same as this job's", "model_mismatch")]
+    return []
+
+
+def _validation_dataset_problems(session: Session, tenant_id: int, spec: JobSpec) -> list[dict[str, Any]]:
+    if spec.validation_dataset_id is None:
+        return []
+    dataset = get_dataset(session, spec.validation_dataset_id, tenant_id)
+    if dataset is None:
+        return [problem(("validation_dataset_id",), f"no dataset with id {spec.validation_dataset_id}", "not_found")]
+    if spec.data.format not in ("auto", dataset.format):
+        return [problem(("validation_dataset_id",), f"dataset {dataset.id} holds {dataset.format} rows, "
+                         f"not {spec.data.format}", "format_mismatch")]
+    return []
+
+
+def _init_from_problems(session: Session, tenant_id: int, spec: JobSpec) -> list[dict[str, Any]]:
+    """The earlier job must be the tenant's own, succeeded, with the same model, method and LoRA
+    settings (a LoRA adapter keeps its shape)."""
+    if spec.init_from_job_id is None:
+        return []
+    loc = ("init_from_job_id",)
+    job = get_job(session, spec.init_from_job_id, tenant_id)
+    if job is None:
+        return [problem(loc, f"no job with id {spec.init_from_job_id}", "not_found")]
+    if job.status != JobStatus.SUCCEEDED or not (job.result or {}).get("final_model_path"):
+        return [problem(loc, f"job {job.id} is {job.status}; only a succeeded job has a final model to start from",
+                         "no_final_model")]
+    before = JobSpec.model_validate(job.spec)
+    if (before.base_model, before.method, before.lora) != (spec.base_model, spec.method, spec.lora):
+        return [problem(loc, f"job {job.id} trained another model: base_model, method and lora settings must "
+                         "be the same as this job's", "model_mismatch")]
+    if spec.resume_from_checkpoint is not None:
+        return [problem(loc, "init_from_job_id and resume_from_checkpoint both say where to start; give one",
+                         "two_starting_points")]
     return []

@@ -1,15 +1,18 @@
 """Response models of jobs and what hangs off them (runs, events, metrics, checkpoints)."""
 
 from datetime import datetime
+from pathlib import PurePath
 from typing import Annotated, Any
 
 from fastapi import Path
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, computed_field, field_validator
 
 from jobspec.model import MAX_ID
 
 # Ids beyond BIGINT would overflow the query instead of finding nothing: refused (422) up front.
 JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="Id of one of your jobs.")]
+# Result fields that name a folder of the job's output.
+PATH_KEYS = ("final_model_path", "best_checkpoint")
 DatasetId = Annotated[int, Path(ge=1, le=MAX_ID, description="Id of one of your datasets.")]
 
 
@@ -45,6 +48,19 @@ class JobSummaryOut(ORMModel):
     error: dict[str, Any] | None
     attempts: list[RunOut] = Field(validation_alias=AliasChoices("runs", "attempts"))
 
+    @field_validator("result")
+    @classmethod
+    def _no_server_paths(cls, result: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Folder names within the job's output folder, never the server's absolute paths."""
+        if not result:
+            return result
+        return {**result, **{key: PurePath(result[key]).name for key in PATH_KEYS if result.get(key)}}
+
+    @computed_field(description="GET this for a tar of the final model (once there is one).")
+    @property
+    def final_model_download(self) -> str | None:
+        return f"/jobs/{self.id}/artifacts/final" if (self.result or {}).get("final_model_path") else None
+
 
 class JobOut(JobSummaryOut):
     spec: dict[str, Any] = Field(description="The normalized spec, as the worker receives it.")
@@ -67,6 +83,22 @@ class EventOut(ORMModel):
     data: dict[str, Any] | None
     created_at: datetime
 
+    @field_validator("data")
+    @classmethod
+    def _no_server_paths(cls, data: dict[str, Any] | None) -> dict[str, Any] | None:
+        """An attempt's log by its name (GET /jobs/{id}/logs?attempt=N reads it), a set-aside
+        folder relative to the job's output folder."""
+        if not data:
+            return data
+        shown = dict(data)
+        for key in ("log", "path"):  # an attempt's log, a checkpoint's folder
+            if isinstance(shown.get(key), str):
+                shown[key] = PurePath(shown[key]).name
+        if isinstance(shown.get("folder"), str):
+            folder = PurePath(shown["folder"])
+            shown["folder"] = f"{folder.parent.name}/{folder.name}"
+        return shown
+
 
 class MetricPointOut(ORMModel):
     step: int
@@ -77,12 +109,23 @@ class MetricPointOut(ORMModel):
 
 
 class CheckpointOut(ORMModel):
+    job_id: int = Field(exclude=True)
     step: int
-    path: str
+    path: str = Field(description="The checkpoint's folder name within the job's output folder.")
     created_at: datetime = Field(serialization_alias="time")
     metrics: dict[str, Any] | None
     is_best: bool
     deleted: bool
+
+    @field_validator("path")
+    @classmethod
+    def _folder_name(cls, path: str) -> str:
+        return PurePath(path).name
+
+    @computed_field(description="GET this for a tar of the checkpoint (while it is not deleted).")
+    @property
+    def download(self) -> str | None:
+        return None if self.deleted else f"/jobs/{self.job_id}/checkpoints/{self.step}/download"
 
 
 class Warning(BaseModel):

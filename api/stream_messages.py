@@ -3,6 +3,7 @@
 import json
 from dataclasses import dataclass
 from itertools import groupby
+from pathlib import PurePath
 from typing import Any
 
 from sse_starlette import ServerSentEvent
@@ -45,8 +46,9 @@ def event_message(event, job) -> StreamMessage:
         if status in FINISHED_JOB_STATES:
             body |= {"error": job.error, "result": job.result}
         return StreamMessage(event.seq, STATUS, body)
-    if kind == CHECKPOINT:
-        return StreamMessage(event.seq, CHECKPOINT, {**data, "message": event.message, "run_id": event.run_id})
+    if kind == CHECKPOINT:  # the folder by its name, never the server's path
+        shown = {**data, **({"path": PurePath(data["path"]).name} if data.get("path") else {})}
+        return StreamMessage(event.seq, CHECKPOINT, {**shown, "message": event.message, "run_id": event.run_id})
     return StreamMessage(event.seq, EVENT, {"type": event.type, "message": event.message, "data": event.data,
                                             "run_id": event.run_id, "at": event.created_at.isoformat()})
 

@@ -63,3 +63,15 @@ def usable_checkpoint(session: Session, job_id: int, step: int | None = None) ->
         if (Path(checkpoint.path) / "trainer_state.json").is_file():
             return checkpoint
     return None
+
+
+def get_checkpoint(session: Session, checkpoint_id: int) -> Checkpoint | None:
+    return session.get(Checkpoint, checkpoint_id)
+
+
+def list_kept_checkpoints(session: Session, job_id: int, *, below_step: int | None, limit: int) -> list[Checkpoint]:
+    """The checkpoints not rotated out or set aside, latest step first."""
+    query = select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.deleted.is_(False))
+    if below_step is not None:
+        query = query.where(Checkpoint.step < below_step)
+    return list(session.scalars(query.order_by(Checkpoint.step.desc()).limit(limit)))

@@ -1,6 +1,6 @@
 """Dataset rows: one per uploaded JSONL file."""
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
 from db.models import Dataset, Job
@@ -32,4 +32,16 @@ def list_datasets(session: Session, tenant_id: int, *, before: int | None, limit
 def dataset_in_use(session: Session, dataset_id: int) -> bool:
     """True while a queued, running or paused job needs the file."""
     holding = [*ACTIVE_JOB_STATES, JobStatus.PAUSED]
-    return session.scalar(select(exists().where(Job.dataset_id == dataset_id, Job.status.in_(holding))))
+    uses = or_(Job.dataset_id == dataset_id, Job.spec["validation_dataset_id"].as_integer() == dataset_id)
+    return session.scalar(select(exists().where(uses, Job.status.in_(holding))))
+
+
+def list_datasets_paged(
+    session: Session, tenant_id: int, *, after: int | None, limit: int, ascending: bool = False
+) -> list[Dataset]:
+    """By id, newest first (or oldest first); `after` is the id of the last dataset seen."""
+    query = select(Dataset).where(Dataset.tenant_id == tenant_id)
+    if after is not None:
+        query = query.where(Dataset.id > after if ascending else Dataset.id < after)
+    order = Dataset.id.asc() if ascending else Dataset.id.desc()
+    return list(session.scalars(query.order_by(order).limit(limit)))

@@ -8,6 +8,10 @@ from sqlalchemy.orm import Session
 from db.models import Event
 from db.sequence import next_seq
 
+# One per logged training step (db/metrics.py): what OpenAI's metrics events show. The native
+# events list leaves them out (GET /jobs/{id}/metrics has the points).
+METRICS_LOGGED = "metrics.logged"
+
 
 def add_event(
     session: Session,
@@ -24,9 +28,21 @@ def add_event(
     return event
 
 
-def list_events(session: Session, job_id: int, *, after: int | None, limit: int) -> list[Event]:
+def list_events(
+    session: Session, job_id: int, *, after: int | None, limit: int, with_metrics: bool = False
+) -> list[Event]:
     """Oldest first; `after` is the id of the last event the client has seen."""
     query = select(Event).where(Event.job_id == job_id)
+    if not with_metrics:
+        query = query.where(Event.type != METRICS_LOGGED)
     if after is not None:
         query = query.where(Event.id > after)
     return list(session.scalars(query.order_by(Event.id).limit(limit)))
+
+
+def list_events_newest_first(session: Session, job_id: int, *, before: int | None, limit: int) -> list[Event]:
+    """Newest first; `before` is the id of the last (oldest) event the client has seen."""
+    query = select(Event).where(Event.job_id == job_id)
+    if before is not None:
+        query = query.where(Event.id < before)
+    return list(session.scalars(query.order_by(Event.id.desc()).limit(limit)))

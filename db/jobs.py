@@ -3,7 +3,7 @@ db/lifecycle.py's."""
 
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, defer
 
 from db.models import Job, utcnow
@@ -45,13 +45,17 @@ def count_queued(session: Session, tenant_id: int) -> int:
 def list_jobs(
     session: Session, tenant_id: int, *, statuses: list[str] | None, before: int | None, limit: int,
     with_spec: bool = True,
+    metadata: dict[str, str] | None = None,
 ) -> list[Job]:
-    """Newest first; `before` is the id of the last job the client has seen."""
+    """Newest first; `before` is the id of the last job the client has seen. `metadata`: only jobs
+    whose OpenAI-compatible request had these metadata values."""
     query = select(Job).where(Job.tenant_id == tenant_id)
     if not with_spec:
         query = query.options(defer(Job.spec, raiseload=True))
     if statuses:
         query = query.where(Job.status.in_(statuses))
+    for key, value in (metadata or {}).items():
+        query = query.where(Job.openai["metadata"][key].as_string() == value)
     if before is not None:
         query = query.where(Job.id < before)
     return list(session.scalars(query.order_by(Job.id.desc()).limit(limit)))
@@ -67,3 +71,15 @@ def set_result(session: Session, job_id: int, result: dict[str, Any]) -> None:
 
 def get_status(session: Session, job_id: int) -> str | None:
     return session.scalar(select(Job.status).where(Job.id == job_id))
+
+
+def list_succeeded_jobs(session: Session, tenant_id: int) -> list[Job]:
+    """The tenant's jobs that produced a final model, newest first."""
+    return list(session.scalars(
+        select(Job).where(Job.tenant_id == tenant_id, Job.status == JobStatus.SUCCEEDED).order_by(Job.id.desc())
+    ))
+
+
+def delete_job_rows(session: Session, job_id: int) -> None:
+    """The job and, by the foreign keys' ON DELETE CASCADE, its runs, events, metrics and checkpoints."""
+    session.execute(delete(Job).where(Job.id == job_id))

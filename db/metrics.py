@@ -5,6 +5,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, Select, and_, delete, or_, select, tuple_
 from sqlalchemy.orm import Session
 
+from db.events import METRICS_LOGGED, add_event
 from db.models import MetricPoint, utcnow
 from db.sequence import next_seq
 from db.upsert import upsert
@@ -25,6 +26,11 @@ def record_metric_points(
     ]
     upsert(session, MetricPoint, rows, keys=["job_id", "name", "step"],
            update=["run_id", "epoch", "value", "seq", "created_at"])
+    for step, epoch, values in points:
+        if values:  # the points replace earlier ones; the events are the log of what was reported
+            described = ", ".join(f"{name} {value:.4g}" for name, value in values.items())
+            add_event(session, job_id, METRICS_LOGGED, f"step {step}: {described}", run_id=run_id,
+                      data={"step": step, "epoch": epoch, "values": {k: float(v) for k, v in values.items()}})
 
 
 # What a page shows of a point: rows of these columns cost far less to load than whole objects.

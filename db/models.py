@@ -105,6 +105,9 @@ class Job(TimestampMixin, Base):
     # (db/sequence.py), and the number of the current progress.
     stream_seq: Mapped[int] = mapped_column(IdType, default=0, server_default="0")
     progress_seq: Mapped[int] = mapped_column(IdType, default=0, server_default="0")
+    # What an OpenAI-compatible request asked for beyond the spec: its model name, suffix,
+    # metadata and hyperparameters as given ("auto" included). None for native jobs.
+    openai: Mapped[dict[str, Any] | None]
 
     runs: Mapped[list["Run"]] = relationship(
         back_populates="job", order_by="Run.attempt", lazy="selectin"

@@ -5,6 +5,7 @@ from datetime import datetime
 from sqlalchemy import Row, and_, or_, select
 from sqlalchemy.orm import Session
 
+from db.events import METRICS_LOGGED
 from db.models import Event, Job, MetricPoint
 
 
@@ -21,13 +22,14 @@ def written_between(
 ) -> tuple[list[Event], list[MetricPoint]]:
     """Events and metric points numbered in (after, up_to] for each job: {job_id: (after, up_to)}."""
 
-    def within(model) -> list:
+    def within(model, *conditions) -> list:
         return list(session.scalars(select(model).where(or_(*(
             and_(model.job_id == job_id, model.seq > after, model.seq <= up_to)
             for job_id, (after, up_to) in ranges.items()
-        ))).order_by(model.job_id, model.seq)))
+        )), *conditions).order_by(model.job_id, model.seq)))
 
-    return within(Event), within(MetricPoint)
+    # The metrics messages carry the points already; their log events are for the /v1 event list.
+    return within(Event, Event.type != METRICS_LOGGED), within(MetricPoint)
 
 
 LIST_COLUMNS = (Job.id, Job.tenant_id, Job.name, Job.status, Job.error)

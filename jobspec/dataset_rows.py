@@ -1,10 +1,16 @@
-"""The dataset formats a JSONL upload may use, and the check of one row. Shared by the API
-(checks every line at upload) and the worker (reads the same rows)."""
+"""The dataset formats an upload may use, the check of one row, and chat-like rows as one list
+of messages. Shared by the API (checks every row at upload) and the worker (reads the same rows)."""
 
 from typing import Any, Literal
 
-DatasetFormat = Literal["alpaca", "chat", "text"]
-CHAT_ROLES = ("system", "user", "assistant")
+DatasetFormat = Literal["alpaca", "chat", "sharegpt", "text"]
+FORMATS: tuple[str, ...] = ("alpaca", "chat", "sharegpt", "text")
+CHAT_ROLES = ("system", "user", "assistant", "tool")
+# ShareGPT speakers -> chat roles (the spellings of FastChat, LLaMA-Factory and axolotl).
+SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "model": "assistant", "function_call": "assistant", "tool": "tool", "observation": "tool",
+                  "function_response": "tool"}
+PREFERENCE_KEYS = ({"prompt", "chosen", "rejected"}, {"preferred_output", "non_preferred_output"})
 
 
 class RowError(ValueError):
@@ -19,27 +25,79 @@ def _require_string(row: dict[str, Any], key: str, *, allow_empty: bool = False)
         raise RowError(f"'{key}' must not be empty")
 
 
+def _check_tool_calls(where: str, calls: Any) -> None:
+    if not isinstance(calls, list) or not calls:
+        raise RowError(f"{where}.tool_calls must be a non-empty list")
+    for index, call in enumerate(calls):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise RowError(f"{where}.tool_calls[{index}] must be {{\"type\": \"function\", \"function\": "
+                           "{\"name\": ..., \"arguments\": ...}}")
+        if not isinstance(function.get("arguments", ""), (str, dict)):
+            raise RowError(f"{where}.tool_calls[{index}].function.arguments must be a JSON string")
+
+
 def _check_chat(messages: Any) -> None:
+    """OpenAI's chat fine-tuning rows: system, user, assistant and tool messages; an assistant
+    message may carry tool_calls instead of content, and `weight` 0 or 1 (0: not learned)."""
     if not isinstance(messages, list) or not messages:
         raise RowError("'messages' must be a non-empty list")
     for index, message in enumerate(messages):
+        where = f"messages[{index}]"
         if not isinstance(message, dict):
-            raise RowError(f"messages[{index}] must be an object with role and content")
-        if message.get("role") not in CHAT_ROLES:
-            raise RowError(f"messages[{index}].role must be one of {', '.join(CHAT_ROLES)}")
-        if not isinstance(message.get("content"), str):
-            raise RowError(f"messages[{index}].content must be a string")
-    if not any(message["role"] == "assistant" for message in messages):
-        raise RowError("'messages' needs at least one assistant message to learn from")
+            raise RowError(f"{where} must be an object with role and content")
+        role = message.get("role")
+        if role not in CHAT_ROLES:
+            raise RowError(f"{where}.role must be one of {', '.join(CHAT_ROLES)}")
+        if "tool_calls" in message and role == "assistant":
+            _check_tool_calls(where, message["tool_calls"])
+        if not isinstance(message.get("content"), str) and not (role == "assistant" and message.get("tool_calls")
+                                                                 and message.get("content") is None):
+            raise RowError(f"{where}.content must be a string")
+        if "weight" in message and (role != "assistant" or message["weight"] not in (0, 1)
+                                    or isinstance(message["weight"], bool)):
+            raise RowError(f"{where}.weight must be 0 or 1, on assistant messages only")
+    if not any(learned(message) for message in messages):
+        raise RowError("'messages' needs at least one assistant message (of weight 1) to learn from")
+
+
+def _check_sharegpt(conversations: Any) -> None:
+    if not isinstance(conversations, list) or not conversations:
+        raise RowError("'conversations' must be a non-empty list")
+    for index, turn in enumerate(conversations):
+        if not isinstance(turn, dict) or turn.get("from") not in SHAREGPT_ROLES:
+            raise RowError(f"conversations[{index}].from must be one of {', '.join(SHAREGPT_ROLES)}")
+        if not isinstance(turn.get("value"), str):
+            raise RowError(f"conversations[{index}].value must be a string")
+    if not any(SHAREGPT_ROLES[turn["from"]] == "assistant" for turn in conversations):
+        raise RowError("'conversations' needs at least one gpt (assistant) turn to learn from")
+
+
+def learned(message: dict[str, Any]) -> bool:
+    """An assistant message the loss learns from (weight 1, the default)."""
+    return message.get("role") == "assistant" and message.get("weight", 1) != 0
+
+
+def chat_messages(row: dict[str, Any], fmt: str) -> list[dict[str, Any]]:
+    """A chat or ShareGPT row as chat messages."""
+    if fmt == "sharegpt":
+        return [{"role": SHAREGPT_ROLES[turn["from"]], "content": turn["value"]} for turn in row["conversations"]]
+    return row["messages"]
 
 
 def row_format(row: Any) -> DatasetFormat:
     """The format of one parsed JSON row, or RowError with the reason."""
     if not isinstance(row, dict):
-        raise RowError("each line must be a JSON object")
+        raise RowError("each row must be a JSON object")
+    if any(keys <= row.keys() for keys in PREFERENCE_KEYS):
+        raise RowError("this is a preference row (prompt, chosen, rejected), for preference training such as "
+                       "DPO, which traindock does not support yet; upload chat, ShareGPT, alpaca or text rows")
     if "messages" in row:
         _check_chat(row["messages"])
         return "chat"
+    if "conversations" in row:
+        _check_sharegpt(row["conversations"])
+        return "sharegpt"
     if "instruction" in row:
         _require_string(row, "instruction")
         _require_string(row, "output", allow_empty=True)
@@ -51,5 +109,5 @@ def row_format(row: Any) -> DatasetFormat:
         return "text"
     raise RowError(
         "expected an alpaca row (instruction, input, output), a chat row (messages with role and "
-        "content) or a text row (text)"
+        "content), a ShareGPT row (conversations with from and value) or a text row (text)"
     )

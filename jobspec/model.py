@@ -40,7 +40,7 @@ class SpecModel(BaseModel):
 
 
 class DataSpec(SpecModel):
-    format: Literal["auto", "alpaca", "chat", "text"] = Field(
+    format: Literal["auto", "alpaca", "chat", "sharegpt", "text"] = Field(
         "auto", description="Row format of the dataset; 'auto' uses the format detected at upload."
     )
     cutoff_len: int = Field(
@@ -196,6 +196,10 @@ class JobSpec(SpecModel):
         description="Hub id (org/name) or a folder inside one of the server's model roots.",
     )
     dataset_id: int = Field(ge=1, le=MAX_ID, description="Id of an uploaded dataset.")
+    validation_dataset_id: int | None = Field(
+        None, ge=1, le=MAX_ID,
+        description="Id of an uploaded dataset whose rows are the evaluation set (instead of data.val_set_size).",
+    )
     data: DataSpec = Field(default_factory=DataSpec, description="How the dataset becomes examples.")
     method: Literal["lora", "full"] = Field("lora", description="LoRA adapters or full fine-tuning.")
     lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA settings (method 'lora').")
@@ -206,6 +210,11 @@ class JobSpec(SpecModel):
     )
     resume_from_checkpoint: ResumeFrom | None = Field(
         None, description="Start from a checkpoint of an earlier job (by job id and step, never a path)."
+    )
+    init_from_job_id: int | None = Field(
+        None, ge=1, le=MAX_ID,
+        description="A succeeded job of yours whose final model this job starts from: LoRA keeps training its "
+        "adapter, full fine-tuning starts from its weights. base_model, method and lora must be that job's.",
     )
     trust_remote_code: bool = Field(
         False, description="Run Python code shipped with the model; refused unless the server allows it."

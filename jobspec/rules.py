@@ -68,11 +68,19 @@ def _steps_problems(t: TrainingSpec) -> list[dict]:
 def _evaluation_problems(spec: JobSpec) -> list[dict]:
     t = spec.training
     problems = []
-    if t.eval_strategy != "no" and spec.data.val_set_size == 0:
+    if spec.validation_dataset_id is not None and spec.data.val_set_size > 0:
+        problems.append(_problem(
+            ("data", "val_set_size"),
+            "validation_dataset_id is the evaluation set, so nothing is held out of the training "
+            "dataset: set data.val_set_size to 0 or drop validation_dataset_id",
+            "two_validation_sets",
+        ))
+    if t.eval_strategy != "no" and spec.data.val_set_size == 0 and spec.validation_dataset_id is None:
         problems.append(_problem(
             ("training", "eval_strategy"),
             f"eval_strategy '{t.eval_strategy}' evaluates on a validation split, but data.val_set_size is "
-            "0: set data.val_set_size (a fraction such as 0.05, or a row count) or eval_strategy 'no'",
+            "0: set data.val_set_size (a fraction such as 0.05, or a row count), validation_dataset_id, "
+            "or eval_strategy 'no'",
             "needs_validation_split",
         ))
     needs_eval = {

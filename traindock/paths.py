@@ -106,3 +106,11 @@ def checkpoint_steps_on_disk(output_dir: str | Path) -> set[int]:
     if not folder.is_dir():
         return set()
     return {step for path in folder.iterdir() if path.is_dir() and (step := checkpoint_step(path)) is not None}
+
+
+def job_logs_dir(logs_dir: Path, job_id: int) -> Path:
+    return logs_dir / f"job-{job_id}"
+
+
+def attempt_log_path(logs_dir: Path, job_id: int, attempt: int) -> Path:
+    return job_logs_dir(logs_dir, job_id) / f"attempt-{attempt}.log"

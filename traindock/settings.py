@@ -104,6 +104,10 @@ class Settings(BaseSettings):
         return self.root / "jobs"
 
     @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
     def effective_model_roots(self) -> list[Path]:
         return [p.resolve() for p in (self.model_roots or [self.root / "models"])]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from jobspec.dataset_rows import RowError, row_format
+from jobspec.dataset_rows import FORMATS, RowError, chat_messages, learned, row_format
 from jobspec.estimate import split_sizes
 from jobspec.model import DataSpec
 from worker.errors import BadDataset
@@ -30,13 +30,14 @@ ALPACA_PROMPT = (
     "the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n"
 )
 
-# (text or token ids, is part of the response)
-Segment = tuple[str | list[int], bool]
+# (text or token ids, learned): True a response the loss learns, False a prompt (learned only with
+# train_on_inputs), None never learned (an assistant message of weight 0).
+Segment = tuple[str | list[int], bool | None]
 
 
 def read_rows(path: Path, fmt: str) -> list[dict[str, Any]]:
     """The rows of a JSONL file, each checked to be a row of `fmt`; blank lines are skipped."""
-    if fmt not in ("alpaca", "chat", "text"):
+    if fmt not in FORMATS:
         raise BadDataset(f"unknown dataset format '{fmt}'")
     rows = []
     try:
@@ -99,16 +100,19 @@ class ExampleBuilder:
             return [(self.prefix, False), (prompt, False), (row["output"], True), (self.eos, True)]
         if fmt == "text":
             return [(self.prefix, True), (row["text"], True), (self.eos, True)]
+        messages = chat_messages(row, fmt)
         if getattr(self.tokenizer, "chat_template", None):
-            return self.chat_template_segments(row["messages"])
-        return self.plain_chat_segments(row["messages"])
+            return self.chat_template_segments(messages)
+        return self.plain_chat_segments(messages)
 
     def plain_chat_segments(self, messages: list[dict]) -> list[Segment]:
-        """'<role>: content' lines; an assistant turn ends with eos instead of a newline."""
+        """'<role>: content' lines; an assistant turn (its tool calls as <tool_call> JSON) ends with
+        eos instead of a newline."""
         segments: list[Segment] = [(self.prefix, False)]
         for message in messages:
             if message["role"] == "assistant":
-                segments += [("assistant: ", False), (message["content"], True), (self.eos, True)]
+                learn = True if learned(message) else None
+                segments += [("assistant: ", False), (assistant_text(message), learn), (self.eos, learn)]
             else:
                 segments.append((f"{message['role']}: {message['content']}\n", False))
         return segments
@@ -117,6 +121,11 @@ class ExampleBuilder:
         """Cut the rendered conversation where each message starts and ends (and where an assistant
         turn's header ends) by rendering its prefixes."""
         render = self.tokenizer.apply_chat_template
+        weights = [True if learned(message) else None if message["role"] == "assistant" else False
+                   for message in messages]
+        # Templates concatenate content; a tool-calling turn has none. `weight` is not theirs to see.
+        messages = [{key: value for key, value in {**message, "content": message.get("content") or ""}.items()
+                     if key != "weight"} for message in messages]
         segments: list[Segment] = []
         done = ""
         for index, message in enumerate(messages):
@@ -124,7 +133,7 @@ class ExampleBuilder:
             cuts = []
             if is_response and index > 0:  # templates refuse an empty conversation
                 cuts.append((render(messages[:index], tokenize=False, add_generation_prompt=True), False))
-            cuts.append((render(messages[: index + 1], tokenize=False), is_response))
+            cuts.append((render(messages[: index + 1], tokenize=False), weights[index]))
             for text, trainable in cuts:
                 if not text.startswith(done):
                     return self._whole_conversation(messages)
@@ -146,12 +155,24 @@ class ExampleBuilder:
         for piece, trainable in self.segments(row, fmt):
             ids = piece if isinstance(piece, list) else self.tokenizer.encode(piece, add_special_tokens=False)
             input_ids += ids
-            labels += ids if trainable or self.train_on_inputs else [IGNORE_INDEX] * len(ids)
+            learn = trainable or (self.train_on_inputs and trainable is not None)
+            labels += ids if learn else [IGNORE_INDEX] * len(ids)
         input_ids, labels = input_ids[: self.cutoff_len], labels[: self.cutoff_len]
         # The first token is never predicted, so its label alone teaches nothing.
         if all(label == IGNORE_INDEX for label in labels[1:]):
             return None
         return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels}
+
+
+def assistant_text(message: dict[str, Any]) -> str:
+    """An assistant message's content followed by its tool calls, each as <tool_call>JSON</tool_call>
+    (the convention of Hermes/Qwen-style templates)."""
+    calls = "".join(
+        "<tool_call>" + json.dumps({"name": call["function"]["name"], "arguments": call["function"].get("arguments", "")},
+                                   ensure_ascii=False) + "</tool_call>"
+        for call in message.get("tool_calls") or ()
+    )
+    return (message.get("content") or "") + calls
 
 
 def _special_prefix(tokenizer) -> list[int]:
@@ -176,13 +197,18 @@ def build_examples(rows: list[dict], fmt: str, builder: ExampleBuilder, split: s
 
 
 def build_datasets(
-    path: Path, fmt: str, tokenizer, data: DataSpec, seed: int
+    path: Path, fmt: str, tokenizer, data: DataSpec, seed: int, *, eval_source: tuple[Path, str] | None = None,
 ) -> tuple[list[dict], list[dict] | None]:
-    """(train examples, eval examples or None when val_set_size is 0)."""
+    """(train examples, eval examples or None when there is no evaluation set). The evaluation
+    set is `eval_source` (a validation dataset's file and format) when given, else the split of
+    val_set_size."""
     train_rows, eval_rows = split_rows(read_rows(path, fmt), data.val_set_size, seed)
+    if eval_source is not None:
+        eval_rows = read_rows(*eval_source)
     builder = ExampleBuilder(tokenizer, data.cutoff_len, data.train_on_inputs)
     train = build_examples(train_rows, fmt, builder, "training")
-    evaluation = build_examples(eval_rows, fmt, builder, "evaluation") if eval_rows else None
+    eval_fmt = eval_source[1] if eval_source is not None else fmt
+    evaluation = build_examples(eval_rows, eval_fmt, builder, "evaluation") if eval_rows else None
     return train, evaluation
 
 

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, get_peft_model
+from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from jobspec.model import JobSpec
@@ -62,13 +62,16 @@ def load_model(source: str, base_model: str, spec: JobSpec) -> PreTrainedModel:
                  lambda: AutoModelForCausalLM.from_pretrained(source, dtype=dtype, trust_remote_code=trust))
 
 
-def prepare_for_training(model: PreTrainedModel, spec: JobSpec):
-    """The model with LoRA adapters (method lora) or as is (method full)."""
+def prepare_for_training(model: PreTrainedModel, spec: JobSpec, adapter: Path | None = None):
+    """The model with LoRA adapters (method lora; `adapter`: an earlier job's, trained further) or
+    as is (method full)."""
     if spec.method == "full":
         return model
     if spec.training.gradient_checkpointing:
         # Checkpointed blocks of a frozen base would otherwise see inputs without grad.
         model.enable_input_require_grads()
+    if adapter is not None:
+        return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
     lora = spec.lora
     config = LoraConfig(
         r=lora.r,

@@ -36,6 +36,9 @@ class Assignment:
     dataset_format: str | None
     output_dir: Path
     resume_step: int | None  # this job's checkpoint the attempt continues from
+    validation_path: Path | None = None  # the evaluation set's dataset (validation_dataset_id)
+    validation_format: str | None = None
+    init_from: Path | None = None  # the final model of the earlier job this one starts from
 
 
 def load_assignment(run_id: int) -> Assignment:
@@ -46,6 +49,8 @@ def load_assignment(run_id: int) -> Assignment:
         job = get_job(session, run.job_id)
         spec = JobSpec.model_validate(job.spec)
         dataset = get_dataset(session, job.dataset_id) if job.dataset_id is not None else None
+        validation = get_dataset(session, spec.validation_dataset_id) if spec.validation_dataset_id else None
+        earlier = get_job(session, spec.init_from_job_id) if spec.init_from_job_id else None
         return Assignment(
             run_id=run.id,
             job_id=job.id,
@@ -56,7 +61,14 @@ def load_assignment(run_id: int) -> Assignment:
             dataset_format=dataset.format if dataset else None,
             output_dir=job_output_dir(get_settings().jobs_dir, job.tenant_id, spec.output_dir, job.id),
             resume_step=run.resume_step,
+            validation_path=Path(validation.path) if validation else None,
+            validation_format=validation.format if validation else None,
+            init_from=final_model_dir(earlier) if earlier else None,
         )
+
+
+def final_model_dir(job) -> Path:
+    return job_output_dir(get_settings().jobs_dir, job.tenant_id, job.spec.get("output_dir"), job.id) / "final"
 
 
 def usable_checkpoint_path(job_id: int, step: int | None) -> Path | None:
@@ -123,7 +135,8 @@ class Reporter:
             if moved:
                 mark_deleted_except(session, self.job_id, steps_on_disk)
                 add_event(session, self.job_id, "checkpoints.superseded",
-                          f"checkpoints of steps {', '.join(map(str, moved))} moved to {folder}: this "
+                          f"checkpoints of steps {', '.join(map(str, moved))} moved to "
+                          f"{folder.parent.name}/{folder.name}: this "
                           f"attempt continues from step {resume_step}", run_id=self.run_id,
                           data={"steps": moved, "folder": str(folder)})
 

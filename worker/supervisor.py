@@ -19,6 +19,7 @@ from db.lifecycle import claim_run, finish_run, finish_stopped, interrupt_and_re
 from db.runs import beat, get_run, set_pid
 from db.status import STOPPING_JOB_STATES, RunStatus
 from traindock.lifetime import die_with_parent
+from traindock.paths import attempt_log_path
 from traindock.settings import get_settings
 from worker.errors import EXIT_STOPPED
 
@@ -34,7 +35,7 @@ def supervise(run_id: int, worker_name: str) -> str:
         if run is None:
             return "ignored"
         job_id, attempt = run.job_id, run.attempt
-    log_path = settings.root / "logs" / f"job-{job_id}" / f"attempt-{attempt}.log"
+    log_path = attempt_log_path(settings.logs_dir, job_id, attempt)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     if settings.hub_token is not None:  # secrets reach training only through its environment

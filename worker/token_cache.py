@@ -116,11 +116,16 @@ def load(path: Path) -> dict[str, list[dict] | None]:
 
 
 def tokenized_datasets(
-    path: Path, dataset_sha256: str, fmt: str, tokenizer, data: DataSpec, seed: int, cache_dir: Path
-) -> tuple[list[dict], list[dict] | None, Path, bool]:
+    path: Path, dataset_sha256: str, fmt: str, tokenizer, data: DataSpec, seed: int, cache_dir: Path,
+    eval_source: tuple[Path, str] | None = None,
+) -> tuple[list[dict], list[dict] | None, Path | None, bool]:
     """(train examples, packed when data.packing; eval examples or None; the cache file; whether it
-    was a hit)."""
+    was a hit). With a separate validation file (`eval_source`) nothing is cached: the key
+    describes one dataset."""
     verify_dataset(path, dataset_sha256)
+    if eval_source is not None:
+        train, evaluation = build_datasets(path, fmt, tokenizer, data, seed, eval_source=eval_source)
+        return (pack_examples(train, data.cutoff_len) if data.packing else train), evaluation, None, False
     entry = cache_dir / f"{cache_key(dataset_sha256, tokenizer, fmt, data, seed)}.npz"
     if entry.is_file():
         try:

@@ -37,7 +37,7 @@ from traindock.settings import get_settings
 from worker.callback import ReportingCallback, numeric_values
 from worker.data import PaddingCollator
 from worker.errors import (
-    EXIT_FAILED, EXIT_STOPPED, EXIT_SUCCEEDED, BadDataset, Bf16Unsupported, TrainingFailure,
+    EXIT_FAILED, EXIT_STOPPED, EXIT_SUCCEEDED, BadDataset, BadModel, Bf16Unsupported, TrainingFailure,
     TrainingStopped, classify,
 )
 from worker.model import load_model, load_tokenizer, model_source, prepare_for_training, remote_code_allowed
@@ -59,6 +59,8 @@ class RunContext:
     output_dir: Path
     resume_step: int | None  # this job's checkpoint the attempt continues from
     resume_from: Path | None  # the checkpoint folder the attempt continues from
+    eval_source: tuple[Path, str] | None = None  # validation_dataset_id's file and format
+    init_from: Path | None = None  # an earlier job's final model (init_from_job_id)
 
 
 def load_context(run_id: int) -> RunContext:
@@ -66,6 +68,10 @@ def load_context(run_id: int) -> RunContext:
     spec = assignment.spec
     if assignment.dataset_path is None:
         raise BadDataset(f"dataset {spec.dataset_id} was deleted")
+    if spec.validation_dataset_id and assignment.validation_path is None:
+        raise BadDataset(f"validation dataset {spec.validation_dataset_id} was deleted")
+    if assignment.init_from is not None and not assignment.init_from.is_dir():
+        raise BadModel(f"job {spec.init_from_job_id}'s final model is gone, so this job cannot start from it")
     return RunContext(
         run_id=assignment.run_id,
         job_id=assignment.job_id,
@@ -77,6 +83,8 @@ def load_context(run_id: int) -> RunContext:
         output_dir=assignment.output_dir,
         resume_step=assignment.resume_step,
         resume_from=checkpoint_to_resume(assignment.resume_step, spec, assignment.output_dir),
+        eval_source=(assignment.validation_path, assignment.validation_format) if assignment.validation_path else None,
+        init_from=assignment.init_from,
     )
 
 
@@ -132,14 +140,18 @@ def build_trainer(
     tokenizer = load_tokenizer(source, spec.base_model, trust_remote_code=remote_code_allowed(spec))
     train_set, eval_set, cache_file, cached = tokenized_datasets(
         context.dataset_path, context.dataset_sha256, context.dataset_format, tokenizer, spec.data,
-        spec.training.seed, get_settings().root / "cache" / "tokenized",
+        spec.training.seed, get_settings().root / "cache" / "tokenized", eval_source=context.eval_source,
     )
-    print(f"tokenized examples {'loaded from' if cached else 'written to'} the cache: {cache_file}", file=sys.stderr)
+    if cache_file is not None:
+        print(f"tokenized examples {'loaded from' if cached else 'written to'} the cache: {cache_file}", file=sys.stderr)
     stop_if_requested(stop)
     reporter.phase("loading_model")
     # Before the model is built: LoRA's initial adapter weights come from this RNG.
     set_seed(spec.training.seed)
-    model = prepare_for_training(load_model(source, spec.base_model, spec), spec)
+    full_from = context.init_from if spec.method == "full" else None
+    model = load_model(str(full_from) if full_from else source, spec.base_model, spec)
+    adapter = context.init_from if spec.method == "lora" else None
+    model = prepare_for_training(model, spec, adapter=adapter)
     collator = PackedCollator if spec.data.packing else PaddingCollator
     trainer = ThroughputTrainer(
         model=model,

@@ -8,14 +8,14 @@ from fastapi import APIRouter, File, Response, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
-from api.dataset_upload import Limits, UploadRejected, check_and_store
+from api.dataset_upload import UploadRejected, store_dataset
 from api.auth import CurrentTenant
 from api.deps import SessionDep, SettingsDep
 from api.errors import AUTHENTICATED, NOT_FOUND, Message, conflict, conflict_answer, not_found
 from api.pagination import CursorQuery, LimitQuery, Page, next_cursor
 from api.schemas import DatasetId
 from db import datasets as queries
-from db.hooks import after_commit, after_rollback
+from db.hooks import after_commit
 
 router = APIRouter(prefix="/datasets", tags=["datasets"], responses=AUTHENTICATED)
 
@@ -47,41 +47,22 @@ def upload_dataset(
     session: SessionDep,
     settings: SettingsDep,
     response: Response,
-    file: Annotated[UploadFile, File(description="JSONL: alpaca, chat or text rows, one per line.")],
+    file: Annotated[UploadFile, File(description="JSONL (one row per line) or a JSON array of rows: "
+                                                  "alpaca, chat, ShareGPT or text rows.")],
 ):
     try:
-        limits = Limits(settings.max_upload_bytes, settings.max_line_bytes, settings.max_dataset_rows)
-        checked = check_and_store(file.file, settings.datasets_dir, limits)
+        dataset = store_dataset(session, settings, tenant.id, file)
     except UploadRejected as rejected:
         return _rejected(rejected)
-    try:
-        dataset = queries.add_dataset(
-            session, tenant_id=tenant.id, filename=_filename(file.filename), path="",
-            format=checked.format, rows=checked.rows, bytes=checked.bytes, sha256=checked.sha256,
-        )
-    except BaseException:
-        checked.path.unlink(missing_ok=True)
-        raise
-    final = settings.datasets_dir / f"{dataset.id}.jsonl"
-    checked.path.rename(final)
-    dataset.path = str(final)
-    after_rollback(session, lambda: final.unlink(missing_ok=True))  # no file without its row
     response.headers["Location"] = f"/datasets/{dataset.id}"
     return dataset
-
-
-def _filename(given: str | None) -> str:
-    """The upload's own name, for display: no folders, no NUL (PostgreSQL cannot store it), at most
-    the column's 255 characters."""
-    name = Path((given or "").replace("\x00", "")).name[:255]
-    return name or "dataset.jsonl"
 
 
 def _rejected(rejected: UploadRejected) -> JSONResponse:
     if rejected.status_code == 413:
         return JSONResponse(status_code=413, content={"detail": rejected.message})
-    loc = ["body", "file"] + ([f"line {rejected.line}"] if rejected.line else [])
-    msg = f"line {rejected.line}: {rejected.message}" if rejected.line else rejected.message
+    loc = ["body", "file"] + ([rejected.where] if rejected.line else [])
+    msg = f"{rejected.where}: {rejected.message}" if rejected.line else rejected.message
     return JSONResponse(
         status_code=422,
         content={"detail": [{"loc": loc, "msg": msg, "type": "dataset_row", "line": rejected.line}]},

@@ -1,12 +1,18 @@
-"""Jobs: submit, dry-run validation, list, show, events, metrics, checkpoints."""
+"""Jobs: submit, dry-run validation, list, show, events, metrics, checkpoints, downloads, logs,
+deletion."""
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Header, Query, Response
+from fastapi import APIRouter, Body, Header, Path as PathParam, Query, Response
+from fastapi.responses import StreamingResponse
 from pydantic import StringConstraints, ValidationError
 
+from api.archive import tar_stream
 from api.auth import CurrentTenant
+from api.job_removal import delete_job
 from api.deps import SessionDep, SettingsDep
+from api.file_stream import file_chunks
 from api.errors import AUTHENTICATED, NOT_FOUND, Message, body_problems, conflict_answer, not_found
 from api.job_control import ResumeRequest, cancel_job, pause_job, resume_job
 from api.job_service import all_problems, request_hash, submit_job
@@ -30,9 +36,11 @@ from db import metric_series
 from db import metrics as metric_queries
 from db.datasets import get_dataset
 from db.models import Job
+from db.runs import latest_run
 from db.status import JobStatus
 from jobspec import JobSpec, estimate, explain_unknown_fields, tuning_warnings
 from jobspec.model import MAX_STEP
+from traindock.paths import attempt_log_path, job_output_dir
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=AUTHENTICATED)
 
@@ -199,3 +207,59 @@ def resume(job_id: JobId, tenant: CurrentTenant, session: SessionDep, request: R
     overrides extend training."""
     job, warnings = resume_job(session, _job_or_404(session, job_id, tenant), request or ResumeRequest())
     return ResumedJob.model_validate({**JobOut.model_validate(job).model_dump(), "warnings": warnings})
+
+
+TAR = {200: {"content": {"application/x-tar": {}}, "description": "A tar of the folder, streamed"}}
+StepPath = Annotated[int, PathParam(ge=1, le=MAX_STEP, description="A checkpoint's step.")]
+
+
+def _tar_response(folder, name: str) -> StreamingResponse:
+    return StreamingResponse(tar_stream(folder, name), media_type="application/x-tar",
+                             headers={"Content-Disposition": f'attachment; filename="{name}.tar"'})
+
+
+@router.get("/{job_id}/artifacts/final", response_class=StreamingResponse, responses={**TAR, **NOT_FOUND})
+def download_final_model(job_id: JobId, tenant: CurrentTenant, session: SessionDep, settings: SettingsDep):
+    """The final model folder (the adapter for LoRA, with the tokenizer) as a tar."""
+    job = _job_or_404(session, job_id, tenant)
+    folder = job_output_dir(settings.jobs_dir, job.tenant_id, job.spec.get("output_dir"), job.id) / "final"
+    if not (job.result or {}).get("final_model_path") or not folder.is_dir():
+        raise not_found("final model of job", job_id)
+    return _tar_response(folder, f"job-{job.id}-final")
+
+
+@router.get("/{job_id}/checkpoints/{step}/download", response_class=StreamingResponse,
+            responses={**TAR, **NOT_FOUND})
+def download_checkpoint(job_id: JobId, step: StepPath, tenant: CurrentTenant, session: SessionDep,
+                        settings: SettingsDep):
+    """A usable checkpoint folder (model, optimizer, scheduler and trainer state) as a tar."""
+    job = _job_or_404(session, job_id, tenant)
+    checkpoint = checkpoint_queries.usable_checkpoint(session, job.id, step)
+    output = job_output_dir(settings.jobs_dir, job.tenant_id, job.spec.get("output_dir"), job.id)
+    if checkpoint is None or not Path(checkpoint.path).resolve().is_relative_to(output.resolve()):
+        raise not_found(f"checkpoint of job {job_id} at step", step)
+    return _tar_response(Path(checkpoint.path), f"job-{job.id}-checkpoint-{step}")
+
+
+@router.get("/{job_id}/logs", response_class=StreamingResponse, responses={
+    200: {"content": {"text/plain": {}}, "description": "The attempt's log as written so far"}, **NOT_FOUND})
+def attempt_log(
+    job_id: JobId, tenant: CurrentTenant, session: SessionDep, settings: SettingsDep,
+    attempt: Annotated[int | None, Query(ge=1, le=MAX_STEP, description="Attempt number; default the latest.")] = None,
+):
+    """The training process's output (stdout and stderr) of one attempt."""
+    job = _job_or_404(session, job_id, tenant)
+    number = attempt or latest_run(session, job.id).attempt
+    path = attempt_log_path(settings.logs_dir, job.id, number)
+    if not path.is_file():
+        raise not_found(f"log of job {job_id} attempt", number)
+    return StreamingResponse(file_chunks(path), media_type="text/plain; charset=utf-8")
+
+
+@router.delete("/{job_id}", status_code=204, responses={**NOT_FOUND, **conflict_answer("The job is not finished")})
+def remove_job(job_id: JobId, tenant: CurrentTenant, session: SessionDep, settings: SettingsDep):
+    """A finished job (succeeded, failed or cancelled) with its runs, events, metrics,
+    checkpoints, output folder and logs. 409 while it is queued, running or paused; afterwards
+    the job is 404."""
+    delete_job(session, settings, _job_or_404(session, job_id, tenant))
+    return Response(status_code=204)

@@ -107,3 +107,9 @@ def all_metrics(client, job_id: int, *names: str) -> list[dict]:
         points += page["items"]
         if not (cursor := page["next_cursor"]):
             return points
+
+
+def output_folder(client, job: dict) -> Path:
+    """The job's output folder on this machine (the API names folders only relative to it)."""
+    [folder] = (client.backend.data_dir / "jobs").glob(f"tenant-*/{job['spec']['output_dir']}")
+    return folder

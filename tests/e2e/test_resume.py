@@ -2,11 +2,10 @@
 
 import os
 import signal
-from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import all_metrics, start_worker, stop_worker, submit, upload, wait_for
+from tests.e2e.conftest import all_metrics, output_folder, start_worker, stop_worker, submit, upload, wait_for
 from tests.e2e.test_training import DEMO_ROWS, spec, wait_for_event, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -116,7 +115,7 @@ def test_resume_from_an_earlier_step_sets_later_checkpoints_aside(stack):
     usable = [c for c in checkpoints if not c["deleted"]]
     # The rerun's own newest checkpoint survives rotation, not a stale one from before the resume.
     assert [c["step"] for c in usable] == [16]
-    output = Path(job["result"]["final_model_path"]).parent
+    output = output_folder(stack, job)
     assert sorted(p.name for p in output.glob("checkpoint-*")) == ["checkpoint-16"]
     assert {p.name for p in (output / "superseded").glob("attempt-2/checkpoint-*")} == {"checkpoint-8", "checkpoint-12"}
 

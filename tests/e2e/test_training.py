@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import all_metrics, start_worker, stop_worker, submit, upload, wait_for
+from tests.e2e.conftest import all_metrics, output_folder, start_worker, stop_worker, submit, upload, wait_for
+from tests.integration.archives import archive_files, folder_files
 
 pytestmark = pytest.mark.e2e
 
@@ -35,8 +36,8 @@ def spec(dataset_id: int, **training) -> dict:
     }
 
 
-def checkpoint_folders(job: dict) -> set[int]:
-    folder = Path(job["result"]["final_model_path"]).parent  # the job's output folder
+def checkpoint_folders(client, job: dict) -> set[int]:
+    folder = output_folder(client, job)
     return {int(p.name.split("-")[1]) for p in folder.glob("checkpoint-*")}
 
 
@@ -56,14 +57,15 @@ def test_lora_job_reports_progress_metrics_checkpoints_and_result(stack):
 
     checkpoints = stack.get(f"/jobs/{job['id']}/checkpoints").json()
     assert [(c["step"], c["deleted"]) for c in checkpoints] == [(4, True), (8, False), (12, False)]
-    on_disk = checkpoint_folders(job)
+    on_disk = checkpoint_folders(stack, job)
     assert {c["step"] for c in checkpoints if not c["deleted"]} == on_disk == {8, 12}
-    assert all(Path(c["path"]).is_dir() for c in checkpoints if not c["deleted"])
+    assert all((output_folder(stack, job) / c["path"]).is_dir() for c in checkpoints if not c["deleted"])
     assert checkpoints[1]["metrics"]["eval_loss"] == pytest.approx(
         all_metrics(stack, job["id"], "eval_loss")[1]["value"])
 
-    final = Path(job["result"]["final_model_path"])
+    final = output_folder(stack, job) / job["result"]["final_model_path"]
     assert (final / "adapter_config.json").exists() and (final / "adapter_model.safetensors").exists()
+    assert archive_files(stack.get(job["final_model_download"]).content) == folder_files(final)
     events = stack.get(f"/jobs/{job['id']}/events").json()["items"]
     statuses = [e["data"]["to"] for e in events if e["type"].startswith("job.")]
     assert statuses == ["queued", "running", "succeeded"]
@@ -73,7 +75,7 @@ def test_full_fine_tune_succeeds(stack):
     job = submit(stack, {**spec(upload(stack, DEMO_ROWS), max_steps=4, eval_strategy="no"), "method": "full"})
     job = wait_for(stack, job["id"])
     assert job["status"] == "succeeded", job
-    final = Path(job["result"]["final_model_path"])
+    final = output_folder(stack, job) / job["result"]["final_model_path"]
     assert (final / "model.safetensors").exists() and not (final / "adapter_config.json").exists()
 
 
@@ -88,7 +90,7 @@ def test_best_checkpoint_is_the_one_with_the_lowest_eval_loss(stack):
     [best] = [c for c in checkpoints if c["is_best"]]
     assert best["step"] == best_step and not best["deleted"]
     assert job["result"]["best_checkpoint"] == best["path"]
-    assert {c["step"] for c in checkpoints if not c["deleted"]} == checkpoint_folders(job)
+    assert {c["step"] for c in checkpoints if not c["deleted"]} == checkpoint_folders(stack, job)
 
 
 def test_fractional_epochs_give_the_estimated_number_of_steps(stack):
@@ -188,7 +190,7 @@ def test_cancel_running_job_checkpoints_the_stop_step_and_ends_the_process(stack
     job = wait_for(stack, job["id"])
     assert job["status"] == "cancelled"
     [checkpoint] = stack.get(f"/jobs/{job['id']}/checkpoints").json()
-    assert Path(checkpoint["path"]).is_dir()
+    assert (output_folder(stack, job) / checkpoint["path"]).is_dir()
     assert checkpoint["step"] == job["progress"]["step"]
     assert not _alive(started["data"]["pid"])
     assert "final_model_path" not in (job["result"] or {})

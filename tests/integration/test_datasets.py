@@ -99,3 +99,88 @@ def test_delete_is_409_while_a_queued_job_uses_it_and_works_after(client, backen
     kept = client.get(f"/jobs/{job['id']}").json()
     assert kept["spec"]["dataset_id"] == dataset["id"]
     assert kept["dataset_id"] is None
+
+
+TOOL_ROW = {"messages": [
+    {"role": "user", "content": "weather?"},
+    {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}]},
+    {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+    {"role": "assistant", "content": "Sunny.", "weight": 1},
+]}
+SHAREGPT_ROW = {"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]}
+
+
+@pytest.mark.parametrize("rows, expected", [
+    ([TOOL_ROW] * 2, "chat"),
+    ([SHAREGPT_ROW] * 3, "sharegpt"),
+])
+def test_openai_chat_with_tools_and_sharegpt_rows_are_detected(client, rows, expected):
+    body = upload(client, jsonl(rows)).json()
+    assert (body["format"], body["rows"]) == (expected, len(rows))
+
+
+def test_a_json_array_file_is_stored_as_the_jsonl_of_its_rows(client, backend):
+    rows = [SHAREGPT_ROW, {"conversations": [{"from": "human", "value": "é ✓"}, {"from": "gpt", "value": "ok"}]}]
+    content = b"  [\n" + b",\n".join(json.dumps(row, indent=2).encode() for row in rows) + b"\n]\n"
+    response = upload(client, content, name="data.json")
+    assert response.status_code == 201, response.text
+    body = response.json()
+    stored = (backend.data_dir / "datasets" / f"{body['id']}.jsonl").read_bytes()
+    assert [json.loads(line) for line in stored.splitlines()] == rows
+    assert (body["format"], body["rows"], body["bytes"]) == ("sharegpt", 2, len(stored))
+    assert body["sha256"] == hashlib.sha256(stored).hexdigest()
+
+
+@pytest.mark.parametrize("content, where, reason", [
+    (b'[{"text": "a"}, {"text": 1}]', "element 2", "'text' must be a string"),
+    (b'[{"text": "a"}, {"text": "b"]', "element 2", "invalid JSON"),
+    (b'[{"text": "a"} {"text": "b"}]', "element 1", "expected ',' or ']'"),
+    (b'[{"text": "a"}, 3]', "element 2", "JSON object"),
+    (b'[{"text": "a"}', None, "not closed"),
+    (b'[{"text": "a"}] x', None, "after the end"),
+    (b'[]', None, "no rows"),
+])
+def test_bad_json_arrays_are_422_naming_the_element(client, backend, content, where, reason):
+    response = upload(client, content, name="data.json")
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert reason in error["msg"]
+    if where:
+        assert error["msg"].startswith(f"{where}: ") and error["loc"] == ["body", "file", where]
+    assert list((backend.data_dir / "datasets").iterdir()) == []
+
+
+def test_a_json_array_element_over_the_line_limit_is_422(client, monkeypatch):
+    monkeypatch.setenv("TRAINDOCK_MAX_LINE_BYTES", "2000000")
+    from traindock.settings import get_settings
+
+    get_settings.cache_clear()
+    big = json.dumps([{"text": "a"}, {"text": "x" * 2_500_000}]).encode()
+    response = upload(client, big, name="data.json")
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["msg"] == "element 2: longer than the limit of 2000000 bytes"
+
+
+@pytest.mark.parametrize("row", [
+    {"prompt": "2+2?", "chosen": "4", "rejected": "5"},
+    {"input": {"messages": []}, "preferred_output": [], "non_preferred_output": []},
+])
+def test_preference_rows_are_422_saying_preference_training_is_not_supported_yet(client, row):
+    response = upload(client, jsonl([row]))
+    assert response.status_code == 422
+    msg = response.json()["detail"][0]["msg"]
+    assert "preference row (prompt, chosen, rejected)" in msg and "not support" in msg
+
+
+@pytest.mark.parametrize("message, reason", [
+    ({"role": "assistant", "content": "x", "weight": 2}, "weight must be 0 or 1"),
+    ({"role": "user", "content": "x", "weight": 1}, "weight must be 0 or 1"),
+    ({"role": "assistant", "content": None, "tool_calls": [{"function": {}}]}, "tool_calls[0]"),
+    ({"role": "assistant", "content": None}, "content must be a string"),
+])
+def test_bad_chat_messages_are_422(client, message, reason):
+    row = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}, message]}
+    response = upload(client, jsonl([row]))
+    assert response.status_code == 422
+    assert reason in response.json()["detail"][0]["msg"]

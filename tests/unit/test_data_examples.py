@@ -133,3 +133,100 @@ def test_padding_collator_pads_right():
     assert batch["input_ids"].tolist() == [[1, 5, 6], [1, 7, 3]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
     assert batch["labels"].tolist() == [[-100, 5, 6], [1, 7, -100]]
+
+
+def test_a_validation_dataset_is_the_evaluation_set_in_its_own_format(tokenizer, tmp_path):
+    from jobspec.model import DataSpec
+    from worker.data import build_datasets
+
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"text": f"row {n}"}) + "\n" for n in range(6)))
+    valid = tmp_path / "valid.jsonl"
+    valid.write_text(json.dumps({"messages": CHAT}) + "\n")
+    data = DataSpec(train_on_inputs=False)
+    examples, evaluation = build_datasets(train, "text", tokenizer, data, seed=1, eval_source=(valid, "chat"))
+    assert len(examples) == 6  # nothing held out of the training rows
+    [only] = evaluation
+    assert only == ExampleBuilder(tokenizer, 512, train_on_inputs=False).build({"messages": CHAT}, "chat")
+    assert build_datasets(train, "text", tokenizer, data, seed=1)[1] is None
+
+
+def spans(tokenizer, example) -> list[tuple[str, bool]]:
+    """The example as (text, learned) runs: which tokens the loss learns, exactly."""
+    runs: list[tuple[list[int], bool]] = []
+    for token, label in zip(example["input_ids"], example["labels"], strict=True):
+        assert label in (token, IGNORE_INDEX)
+        learned = label != IGNORE_INDEX
+        if runs and runs[-1][1] == learned:
+            runs[-1][0].append(token)
+        else:
+            runs.append(([token], learned))
+    return [(tokenizer.decode(tokens), learned) for tokens, learned in runs]
+
+
+TOOL_CHAT = [
+    {"role": "system", "content": "use tools"},
+    {"role": "user", "content": "weather in Lima?"},
+    {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": '{"city": "Lima"}'}}]},
+    {"role": "tool", "tool_call_id": "c1", "content": "22 C"},
+    {"role": "assistant", "content": "It is 22 C."},
+]
+
+
+def test_openai_chat_with_tool_calls_learns_the_calls_and_answers_not_the_tool_output(tokenizer):
+    plain = build_tokenizer()
+    plain.chat_template = None
+    example = ExampleBuilder(plain, 512, train_on_inputs=False).build({"messages": TOOL_CHAT}, "chat")
+    call = '<tool_call>{"name": "weather", "arguments": "{\\"city\\": \\"Lima\\"}"}</tool_call>'
+    assert spans(plain, example) == [
+        ("<s>system: use tools\nuser: weather in Lima?\nassistant: ", False),
+        (call + "</s>", True),
+        ("tool: 22 C\nassistant: ", False),
+        ("It is 22 C.</s>", True),
+    ]
+
+
+def test_openai_chat_weight_0_is_never_learned_even_with_train_on_inputs(tokenizer):
+    messages = [dict(message) for message in CHAT]
+    messages[2]["weight"] = 0  # "Lima"
+    masked = ExampleBuilder(tokenizer, 512, train_on_inputs=False).build({"messages": messages}, "chat")
+    assert spans(tokenizer, masked) == [
+        ("<s><|system|>\nbe brief\n<|user|>\ncapital of Peru?\n<|assistant|>\nLima</s>\n<|user|>\nand Chile?\n"
+         "<|assistant|>\n", False),
+        ("Santiago</s>\n", True),
+    ]
+    unmasked = ExampleBuilder(tokenizer, 512, train_on_inputs=True).build({"messages": messages}, "chat")
+    assert spans(tokenizer, unmasked) == [
+        ("<s><|system|>\nbe brief\n<|user|>\ncapital of Peru?\n<|assistant|>\n", True),
+        ("Lima</s>\n", False),
+        ("<|user|>\nand Chile?\n<|assistant|>\nSantiago</s>\n", True),
+    ]
+    with pytest.raises(BadDataset, match="weight 1"):
+        read_rows_of(messages=[{**message, "weight": 0} if message["role"] == "assistant" else message
+                               for message in CHAT])
+
+
+def read_rows_of(**row):
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "rows.jsonl"
+        path.write_text(json.dumps(row) + "\n")
+        return read_rows(path, "chat")
+
+
+def test_sharegpt_rows_train_like_the_same_chat(tokenizer):
+    conversations = [{"from": "system", "value": "be brief"}, {"from": "human", "value": "capital of Peru?"},
+                     {"from": "gpt", "value": "Lima"}, {"from": "human", "value": "and Chile?"},
+                     {"from": "gpt", "value": "Santiago"}]
+    builder = ExampleBuilder(tokenizer, 512, train_on_inputs=False)
+    example = builder.build({"conversations": conversations}, "sharegpt")
+    assert example == builder.build({"messages": CHAT}, "chat")
+    assert spans(tokenizer, example) == [
+        ("<s><|system|>\nbe brief\n<|user|>\ncapital of Peru?\n<|assistant|>\n", False),
+        ("Lima</s>\n", True),
+        ("<|user|>\nand Chile?\n<|assistant|>\n", False),
+        ("Santiago</s>\n", True),
+    ]

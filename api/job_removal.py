@@ -1,0 +1,26 @@
+"""Deleting a finished job: its rows, then (after the commit) its output and log folders."""
+
+import shutil
+
+from sqlalchemy.orm import Session
+
+from api.errors import conflict
+from db.hooks import after_commit
+from db.jobs import delete_job_rows, lock_job
+from db.models import Job
+from db.status import FINISHED_JOB_STATES
+from traindock.paths import job_logs_dir, job_output_dir
+from traindock.settings import Settings
+
+
+def delete_job(session: Session, settings: Settings, job: Job) -> None:
+    """409 unless the job is finished (succeeded, failed, cancelled): a queued, running or paused
+    job still needs its folder."""
+    job = lock_job(session, job.id)
+    if job.status not in FINISHED_JOB_STATES:
+        raise conflict(f"job {job.id} is {job.status}; cancel it and wait for it to end before deleting it")
+    folders = [job_output_dir(settings.jobs_dir, job.tenant_id, job.spec.get("output_dir"), job.id),
+               job_logs_dir(settings.logs_dir, job.id)]
+    delete_job_rows(session, job.id)
+    session.expunge(job)
+    after_commit(session, lambda: [shutil.rmtree(folder, ignore_errors=True) for folder in folders])
