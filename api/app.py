@@ -2,19 +2,24 @@
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import RequireApiKey
 from api.body_limit import BodySizeLimit
-from api.errors import body_error_handler, transition_refused_handler, validation_error_handler
+from api.errors import (
+    body_error_handler, database_unavailable_handler, transition_refused_handler, validation_error_handler,
+)
 from api.routes import datasets, health, jobs, schema
 from db.lifecycle import TransitionRefused
+from traindock.dataset_files import sweep_dataset_files
 from traindock.settings import get_settings
 
 
 def create_app() -> FastAPI:
     settings = get_settings()
     settings.ensure_dirs()
+    sweep_dataset_files(settings)  # what an API killed mid-upload left behind
     app = FastAPI(
         title="traindock",
         version="0.1.0",
@@ -23,6 +28,8 @@ def create_app() -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, body_error_handler)
     app.add_exception_handler(TransitionRefused, transition_refused_handler)
+    for unreachable in (OperationalError, InterfaceError):
+        app.add_exception_handler(unreachable, database_unavailable_handler)
     # The middleware added last runs first: the body limit counts every byte, then no anonymous
     # request's body is read at all.
     app.add_middleware(RequireApiKey)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from jobspec.dataset_rows import RowError, row_format
+from traindock.dataset_files import HeldFile
 
 CHUNK = 1 << 20
 
@@ -24,6 +25,7 @@ class UploadRejected(Exception):
 @dataclass
 class CheckedUpload:
     path: Path
+    held: HeldFile  # released once the upload's transaction has ended (traindock/dataset_files.py)
     rows: int
     bytes: int
     sha256: str
@@ -64,8 +66,10 @@ def check_and_store(source: BinaryIO, folder: Path, limits: Limits) -> CheckedUp
     digest = hashlib.sha256()
     size = rows = 0
     detected: str | None = None
+    out = target.open("wb")
+    held = HeldFile(target)
     try:
-        with target.open("wb") as out:
+        with out:
             for number, raw in enumerate(_lines(source, limits.max_line_bytes), start=1):
                 size += len(raw)
                 if size > limits.max_bytes:
@@ -98,5 +102,6 @@ def check_and_store(source: BinaryIO, folder: Path, limits: Limits) -> CheckedUp
             raise UploadRejected(422, "the file has no rows")
     except BaseException:
         target.unlink(missing_ok=True)
+        held.release()
         raise
-    return CheckedUpload(target, rows, size, digest.hexdigest(), detected)
+    return CheckedUpload(target, held, rows, size, digest.hexdigest(), detected)

@@ -2,6 +2,7 @@
 `producer()`; the worker registers the tasks on its own app (worker/celery_app.py). No worker code
 is imported here."""
 
+import json
 from functools import lru_cache
 
 from celery import Celery
@@ -18,6 +19,17 @@ def run_task_id(run_id: int) -> str:
 
 def send_run(app: Celery, run_id: int, queue: str) -> None:
     app.send_task(RUN_JOB_TASK, args=[run_id], queue=queue, task_id=run_task_id(run_id))
+
+
+def queued_task_ids(app: Celery, queue: str) -> set[str] | None:
+    """Ids of the task messages waiting in `queue`, or None where the broker cannot lose them
+    (the filesystem broker's queue is the data folder). Redis without persistence forgets its
+    queues when it restarts: what was sent is then gone, and the database must send it again."""
+    with app.connection_for_read() as connection:
+        if connection.transport.driver_type != "redis":
+            return None
+        client = connection.default_channel.client
+        return {json.loads(raw).get("headers", {}).get("id") for raw in client.lrange(queue, 0, -1)}
 
 
 @lru_cache

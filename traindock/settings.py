@@ -56,9 +56,25 @@ class Settings(BaseSettings):
     cancel_grace_s: float = Field(
         60.0, description="How long a cancelled job may take to checkpoint and exit before it is killed."
     )
+    db_retry_s: float = Field(
+        120.0, description="How long workers and training processes ride out an unreachable database before "
+        "the attempt ends (error database_unavailable, handed back without using a restart).",
+    )
+    drain_timeout_s: float = Field(
+        120.0, description="On SIGTERM, how long a worker lets its training process checkpoint and stop before "
+        "killing it; the job is handed back to the queue either way.",
+    )
+    hub_namespaces: dict[str, str] = Field(
+        default_factory=dict, description="Tenant name -> the Hub namespace its hub_model_id must fall under; "
+        "the key '*' applies to every other tenant and may use '{tenant}'. A tenant with none cannot name a Hub repo.",
+    )
     broker_polling_interval_s: float = Field(
         0.1, description="Filesystem broker polling interval (embedded backend only)."
     )
+
+    def hub_namespace(self, tenant: str) -> str | None:
+        pattern = self.hub_namespaces.get(tenant, self.hub_namespaces.get("*"))
+        return pattern.replace("{tenant}", tenant) if pattern else None
 
     @property
     def root(self) -> Path:

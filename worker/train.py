@@ -37,11 +37,11 @@ from traindock.settings import get_settings
 from worker.callback import ReportingCallback, numeric_values
 from worker.data import PaddingCollator, build_datasets
 from worker.errors import (
-    EXIT_FAILED, EXIT_STOPPED, EXIT_SUCCEEDED, BadDataset, Bf16Unsupported, TrainingFailure,
+    EXIT_DATABASE_UNAVAILABLE, EXIT_FAILED, EXIT_STOPPED, EXIT_SUCCEEDED, BadDataset, Bf16Unsupported, TrainingFailure,
     TrainingStopped, classify,
 )
 from worker.model import load_model, load_tokenizer, model_source, prepare_for_training, remote_code_allowed
-from worker.reporting import Reporter, load_assignment, report_error, usable_checkpoint_path
+from worker.reporting import DatabaseUnavailable, Reporter, load_assignment, report_error, usable_checkpoint_path
 
 
 @dataclass(frozen=True)
@@ -213,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingStopped as stopped:
         print(stopped, file=sys.stderr)
         return EXIT_STOPPED
+    except DatabaseUnavailable as unavailable:
+        # Nothing can be recorded; the supervisor hands the job back (database_unavailable).
+        print(unavailable, file=sys.stderr)
+        return EXIT_DATABASE_UNAVAILABLE
     except Exception as exc:
         record_failure(run_id, exc)
         return EXIT_FAILED

@@ -54,18 +54,28 @@ def upload_dataset(
         checked = check_and_store(file.file, settings.datasets_dir, limits)
     except UploadRejected as rejected:
         return _rejected(rejected)
+    final = None
     try:
         dataset = queries.add_dataset(
             session, tenant_id=tenant.id, filename=_filename(file.filename), path="",
             format=checked.format, rows=checked.rows, bytes=checked.bytes, sha256=checked.sha256,
         )
+        final = settings.datasets_dir / f"{dataset.id}.jsonl"
+        checked.path.rename(final)
+        dataset.path = str(final)
     except BaseException:
-        checked.path.unlink(missing_ok=True)
+        for path in (checked.path, final):
+            if path is not None:
+                path.unlink(missing_ok=True)
+        checked.held.release()
         raise
-    final = settings.datasets_dir / f"{dataset.id}.jsonl"
-    checked.path.rename(final)
-    dataset.path = str(final)
-    after_rollback(session, lambda: final.unlink(missing_ok=True))  # no file without its row
+
+    def discard() -> None:  # no file without its row
+        final.unlink(missing_ok=True)
+        checked.held.release()
+
+    after_commit(session, checked.held.release)
+    after_rollback(session, discard)
     response.headers["Location"] = f"/datasets/{dataset.id}"
     return dataset
 
