@@ -22,14 +22,17 @@ def send_run(app: Celery, run_id: int, queue: str) -> None:
 
 
 def queued_task_ids(app: Celery, queue: str) -> set[str] | None:
-    """Ids of the task messages waiting in `queue`, or None where the broker cannot lose them
-    (the filesystem broker's queue is the data folder). Redis without persistence forgets its
-    queues when it restarts: what was sent is then gone, and the database must send it again."""
+    """Ids of the task messages the broker holds for `queue` (waiting, or delivered to a worker
+    and not yet acknowledged), or None where the broker cannot lose them (the filesystem broker's
+    queue is the data folder). Redis without persistence forgets everything when it restarts:
+    what was sent is then gone, and the database must send it again."""
     with app.connection_for_read() as connection:
         if connection.transport.driver_type != "redis":
             return None
-        client = connection.default_channel.client
-        return {json.loads(raw).get("headers", {}).get("id") for raw in client.lrange(queue, 0, -1)}
+        channel = connection.default_channel
+        waiting = [json.loads(raw) for raw in channel.client.lrange(queue, 0, -1)]
+        delivered = [json.loads(raw)[0] for raw in channel.client.hvals(channel.unacked_key)]
+        return {message.get("headers", {}).get("id") for message in waiting + delivered}
 
 
 @lru_cache
