@@ -1,5 +1,7 @@
 """The FastAPI application."""
 
+import logging
+
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -15,11 +17,13 @@ from db.lifecycle import TransitionRefused
 from traindock.dataset_files import sweep_dataset_files
 from traindock.settings import get_settings
 
+log = logging.getLogger(__name__)
+
 
 def create_app() -> FastAPI:
     settings = get_settings()
     settings.ensure_dirs()
-    sweep_dataset_files(settings)  # what an API killed mid-upload left behind
+    _sweep_uploads(settings)
     app = FastAPI(
         title="traindock",
         version="0.1.0",
@@ -38,6 +42,15 @@ def create_app() -> FastAPI:
         app.include_router(module.router)
     _document_api_key(app)
     return app
+
+
+def _sweep_uploads(settings) -> None:
+    """What an API killed mid-upload left behind. Never in the way of starting: the workers'
+    recovery loops sweep too."""
+    try:
+        sweep_dataset_files(settings)
+    except Exception:
+        log.warning("could not sweep the datasets folder at start-up", exc_info=True)
 
 
 def _document_api_key(app: FastAPI) -> None:

@@ -58,9 +58,9 @@ def up(args) -> None:
     try:
         serve_api(args)
     finally:
-        worker.send_signal(signal.SIGTERM)
+        worker.send_signal(signal.SIGTERM)  # drains: a running job checkpoints and goes back to the queue
         try:
-            worker.wait(timeout=30)
+            worker.wait(timeout=get_settings().drain_timeout_s + 30)
         except subprocess.TimeoutExpired:
             worker.kill()
 

@@ -62,6 +62,7 @@ class ReportingCallback(TrainerCallback):
         # Rates are measured from the end of this run's first step, so start-up and a resumed
         # run's earlier steps do not count; evaluations and saves after it do (wall time).
         self.first_step: tuple[float, int, int] | None = None  # (time, global step, tokens seen)
+        self.saved_steps: set[int] = set()  # checkpoints this attempt completed and recorded
 
     # ---- Trainer events -------------------------------------------------------------------
 
@@ -144,6 +145,7 @@ class ReportingCallback(TrainerCallback):
             path=checkpoint_dir(Path(args.output_dir), state.global_step),
             best_step=checkpoint_step(state.best_model_checkpoint), steps_on_disk=checkpoint_steps_on_disk(args.output_dir),
         )
+        self.saved_steps.add(state.global_step)
         self.last_write = time.monotonic()
 
     def flush_quietly(self) -> None:

@@ -2,7 +2,7 @@
 attempts that every worker runs, and no prefetch on every broker."""
 
 from celery import bootsteps
-from celery.signals import worker_process_init, worker_ready, worker_shutting_down
+from celery.signals import worker_ready, worker_shutting_down
 from celery.worker import state
 
 from traindock.broker import make_celery
@@ -39,13 +39,6 @@ def _watch_for_lost_runs(sender=None, **_kwargs) -> None:
     from worker.recovery import start_recovery_thread
 
     start_recovery_thread()
-
-
-@worker_process_init.connect
-def _drain_on_sigterm(**_kwargs) -> None:
-    from worker.drain import drain_on_sigterm
-
-    drain_on_sigterm()
 
 
 @worker_shutting_down.connect

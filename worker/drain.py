@@ -4,7 +4,7 @@ their jobs back to the queue and only then exits, within TRAINDOCK_DRAIN_TIMEOUT
 
 Celery resets SIGTERM to its default in pool processes, where the supervisor runs: a SIGTERM to
 the process group would kill the supervisor, and the parent-death signal would then kill the
-training process before it could save. So a pool process takes SIGTERM as "drain", and the main
+training process before it could save. So a pool process running a job takes SIGTERM as "drain", and the main
 process passes its own warm shutdown on to its pool processes the same way. A cold shutdown stays
 cold: the pool processes are killed, and their training processes with them."""
 
@@ -17,8 +17,10 @@ DRAINING = threading.Event()
 
 
 def drain_on_sigterm() -> None:
-    """In a pool process: SIGTERM sets DRAINING; the supervisor's watch does the rest."""
-    signal.signal(signal.SIGTERM, lambda *_: DRAINING.set())
+    """In a pool process, as a task begins (billiard installs its own SIGTERM handler after
+    Celery's worker_process_init): SIGTERM sets DRAINING; the supervisor's watch does the rest."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: DRAINING.set())
 
 
 def pass_on_shutdown(how: str) -> None:

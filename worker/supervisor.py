@@ -26,19 +26,18 @@ from db.runs import beat, get_run, set_pid
 from db.status import STOPPING_JOB_STATES, RunStatus
 from traindock.lifetime import die_with_parent
 from traindock.settings import get_settings
-from worker.drain import DRAINING
+from worker.drain import DRAINING, drain_on_sigterm
 from worker.errors import EXIT_DATABASE_UNAVAILABLE, EXIT_STOPPED
 
 POLL_S = 0.05  # how soon the process's exit is seen
 CHECK_S = 0.5  # how often the run and job are read (a cancel is relayed within about this)
 TRACEBACK_LINES = 40
-
-
 DATABASE_UNAVAILABLE = "database_unavailable"
 
 
 def supervise(run_id: int, worker_name: str) -> str:
     settings = get_settings()
+    drain_on_sigterm()
 
     def claim() -> tuple[int, int] | None:
         with session_scope() as session:
@@ -114,14 +113,15 @@ def _watch(process: subprocess.Popen, run_id: int, job_id: int, settings) -> Wat
         if now - last_check < CHECK_S:
             continue
         last_check = now
+        beat_due = now - last_beat >= settings.heartbeat_interval_s
         try:
             with session_scope() as session:
-                if now - last_beat >= settings.heartbeat_interval_s:
+                if beat_due:
                     beat(session, run_id)
-                    last_beat = now
                 job_status = get_status(session, job_id)
                 run_status = get_run(session, run_id).status
             unreachable_since = None
+            last_beat = now if beat_due else last_beat
         except Exception as exc:
             if not is_transient(exc):
                 raise
