@@ -3,13 +3,12 @@ Nothing is kept unless every line is good."""
 
 import hashlib
 import json
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from jobspec.dataset_rows import RowError, row_format
-from traindock.dataset_files import HeldFile
+from traindock.dataset_files import HeldFile, stage_upload
 
 CHUNK = 1 << 20
 
@@ -62,12 +61,10 @@ def check_and_store(source: BinaryIO, folder: Path, limits: Limits) -> CheckedUp
     """Copy `source` into a temporary file in `folder`, checking each line. Raises UploadRejected
     (and removes the partial file) on the first problem."""
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"upload-{uuid.uuid4().hex}.part"
     digest = hashlib.sha256()
     size = rows = 0
     detected: str | None = None
-    out = target.open("wb")
-    held = HeldFile(target)
+    target, out, held = stage_upload(folder)
     try:
         with out:
             for number, raw in enumerate(_lines(source, limits.max_line_bytes), start=1):

@@ -9,8 +9,9 @@ import fcntl
 import logging
 import os
 import re
-import time
+import uuid
 from pathlib import Path
+from typing import BinaryIO
 
 from db.datasets import existing_dataset_ids
 from db.engine import session_scope
@@ -20,8 +21,6 @@ log = logging.getLogger(__name__)
 
 STAGED = "upload-*.part"
 FINAL_NAME = re.compile(r"(\d+)\.jsonl")
-# A staging file is created and then locked: one this young may not hold its lock yet.
-STAGED_MIN_AGE_S = 2.0
 
 
 class HeldFile:
@@ -31,10 +30,33 @@ class HeldFile:
         self.fd = os.open(path, os.O_RDONLY)
         fcntl.flock(self.fd, fcntl.LOCK_EX)
 
+    def still_names(self, path: Path) -> bool:
+        try:
+            return os.stat(path).st_ino == os.fstat(self.fd).st_ino
+        except FileNotFoundError:
+            return False
+
     def release(self) -> None:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+def stage_upload(folder: Path) -> tuple[Path, BinaryIO, HeldFile]:
+    """A new staging file, open for writing and locked. A sweep may remove it between its creation
+    and the lock: then it is made again."""
+    while True:
+        path = folder / f"upload-{uuid.uuid4().hex}.part"
+        out = path.open("xb")
+        try:
+            held = HeldFile(path)
+        except FileNotFoundError:
+            out.close()
+            continue
+        if held.still_names(path):
+            return path, out, held
+        held.release()
+        out.close()
 
 
 def _unheld(path: Path) -> int | None:
@@ -57,13 +79,7 @@ def sweep_dataset_files(settings: Settings) -> list[Path]:
     if not folder.is_dir():
         return []
     removed = []
-    now = time.time()
     for path in folder.glob(STAGED):
-        try:
-            if now - path.stat().st_mtime < STAGED_MIN_AGE_S:
-                continue
-        except FileNotFoundError:
-            continue
         if (fd := _unheld(path)) is not None:
             path.unlink(missing_ok=True)
             os.close(fd)

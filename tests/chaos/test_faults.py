@@ -4,6 +4,7 @@ figures (CHAOS FIGURE ...), which the README's Reliability section quotes."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -242,28 +243,31 @@ def test_disk_full_at_a_save_fails_with_its_own_code_and_keeps_earlier_checkpoin
     if os.geteuid() != 0:
         pytest.skip("mounting a small filesystem needs root")
     cluster.ensure_workers(1)
-    earlier = sorted(cluster.data_dir.glob("jobs/tenant-*/*/checkpoint-*"))
-    assert earlier, "no checkpoint of this model to size the disk by"
-    checkpoint_bytes = sum(f.stat().st_size + 4096 for f in earlier[0].rglob("*") if f.is_file())
-    output = earlier[0].parent.parent / "small-disk"
-    output.mkdir()
-    size = int(checkpoint_bytes * 2.5) // 4096 * 4096  # two checkpoints fit, a third does not
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(output)], check=True)
-    try:
-        with cluster.client() as client:
-            spec = {**job_spec(dataset_id, max_steps=12, save_steps=2), "output_dir": "small-disk"}
-            job = wait_for(client, submit(client, spec)["id"])
-            checkpoints = client.get(f"/jobs/{job['id']}/checkpoints").json()
+    with cluster.client() as client:
+        tenant_dirs = list(cluster.data_dir.glob("jobs/tenant-*"))
+        output = (tenant_dirs[0] if tenant_dirs else cluster.data_dir / "jobs" / "tenant-1") / "small-disk"
+        output.mkdir(parents=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(output)], check=True)
+        try:
+            spec = {**job_spec(dataset_id, max_steps=20, save_steps=5), "output_dir": "small-disk"}
+            job = submit(client, spec)
+            wait_until(lambda: client.get(f"/jobs/{job['id']}/checkpoints").json(), 120, "the first checkpoint")
+            one_checkpoint = shutil.disk_usage(output).used
+            # Room for one more checkpoint, not for two: the third save cannot fit.
+            subprocess.run(["mount", "-o", f"remount,size={int(one_checkpoint * 2.6)}", str(output)], check=True)
+            job = wait_for(client, job["id"])
+            checkpoints = [c["step"] for c in client.get(f"/jobs/{job['id']}/checkpoints").json() if not c["deleted"]]
             on_disk = sorted(int(p.name.split("-")[1]) for p in output.glob("checkpoint-*"))
             figure("disk full at a save", f"{job['status']} ({(job['error'] or {}).get('code')}); checkpoints "
-                   f"{[c['step'] for c in checkpoints]} intact")
+                   f"{checkpoints} intact")
             assert job["status"] == "failed" and job["error"]["code"] == "disk_full", job
             assert "save_total_limit" in job["error"]["advice"]
-            assert [c["step"] for c in checkpoints] == on_disk == [2, 4]
+            assert checkpoints == on_disk == [5, 10]
             subprocess.run(["mount", "-o", "remount,size=64m", str(output)], check=True)  # space freed
             resumed = client.post(f"/jobs/{job['id']}/resume")
             assert resumed.status_code == 202, resumed.text
             done = wait_for(client, job["id"])
-            assert done["status"] == "succeeded" and done["attempts"][-1]["resume_step"] == 4
-    finally:
-        subprocess.run(["umount", "-l", str(output)], check=False)
+            figure("disk full, resumed after freeing space", f"{done['status']} from step {done['attempts'][-1]['resume_step']}")
+            assert done["status"] == "succeeded" and done["attempts"][-1]["resume_step"] == 10
+        finally:
+            subprocess.run(["umount", "-l", str(output)], check=False)

@@ -108,7 +108,6 @@ def test_sweep_removes_what_no_live_upload_holds_and_no_row_owns(backend, client
     orphan = folder / "999.jsonl"  # renamed, but its row never committed
     for path in (dead, live, orphan):
         path.write_text("{}\n")
-        os.utime(path, (0, 0))
     held = os.open(live, os.O_RDONLY)
     fcntl.flock(held, fcntl.LOCK_EX)
     try:
