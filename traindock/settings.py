@@ -51,7 +51,8 @@ class Settings(BaseSettings):
         10.0, description="How often workers look for lost attempts and for runs never sent to the broker."
     )
     redispatch_after_s: float = Field(
-        30.0, description="A queued run whose broker message has not gone out after this long is sent again."
+        30.0, description="A queued run whose broker message has not gone out after this long, or that the "
+        "broker lost this long after its last send, is sent again."
     )
     cancel_grace_s: float = Field(
         60.0, description="How long a cancelled job may take to checkpoint and exit before it is killed."

@@ -116,3 +116,25 @@ def test_sweep_removes_what_no_live_upload_holds_and_no_row_owns(backend, client
         os.close(held)
     assert sorted(p.name for p in removed) == ["999.jsonl", "upload-dead.part"]
     assert sorted(p.name for p in folder.iterdir()) == [f"{dataset['id']}.jsonl", "upload-live.part"]
+
+
+def test_heartbeats_are_written_and_aged_by_the_database_servers_clock(backend):
+    """A worker host's clock, ahead or behind, never enters a heartbeat: PostgreSQL's now() is the
+    transaction's start on the server, so the written heartbeat equals it exactly."""
+    if backend.name != "postgres":
+        pytest.skip("SQLite is embedded: every process that uses it shares one host clock")
+    from sqlalchemy import func
+
+    from db import lifecycle
+    from db.runs import beat, heartbeat_cutoff
+    from db.tenants import get_or_create_tenant
+
+    with session_scope() as session:
+        tenant = get_or_create_tenant(session, "clock")
+        job = lifecycle.create_job(session, tenant_id=tenant.id, spec=make_spec(1), dataset_id=None, queue="gpu", name=None)
+        session.flush()
+        run_id = job.runs[0].id
+        beat(session, run_id)
+        server_now = session.scalar(select(func.now()))
+        assert session.scalar(select(Run.heartbeat_at).where(Run.id == run_id)) == server_now
+        assert (server_now - heartbeat_cutoff(session, 60)).total_seconds() == 60
