@@ -117,7 +117,8 @@ class Reporter:
         best_step: int | None, steps_on_disk: set[int],
     ) -> None:
         """A complete checkpoint folder; rotation has already deleted older ones."""
-        _reliably("recording a checkpoint", lambda: self._checkpoint(points, progress, step, path, best_step, steps_on_disk))
+        _reliably("recording a checkpoint",
+                  lambda: self._checkpoint(points, progress, step, path, best_step, steps_on_disk))
 
     def _checkpoint(self, points, progress, step, path, best_step, steps_on_disk) -> None:
         with session_scope() as session:
@@ -133,7 +134,8 @@ class Reporter:
     def training_ended(
         self, points: MetricPoints, progress: dict[str, Any], *, best_step: int | None, steps_on_disk: set[int]
     ) -> None:
-        _reliably("recording the end of training", lambda: self._training_ended(points, progress, best_step, steps_on_disk))
+        _reliably("recording the end of training",
+                  lambda: self._training_ended(points, progress, best_step, steps_on_disk))
 
     def _training_ended(self, points, progress, best_step, steps_on_disk) -> None:
         with session_scope() as session:
