@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test demo bench
+.PHONY: install run test chaos demo bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ run: install
 
 test: install
 	$(VENV)/bin/pytest -q
+
+chaos: install
+	$(VENV)/bin/pytest -q -m chaos tests/chaos
 
 demo: install
 	$(VENV)/bin/traindock demo

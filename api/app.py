@@ -1,28 +1,36 @@
 """The FastAPI application."""
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import RequireApiKey
 from api.body_limit import BodySizeLimit
-from api.errors import body_error_handler, transition_refused_handler, validation_error_handler
+from api.errors import (
+    body_error_handler, database_unavailable_handler, transition_refused_handler, validation_error_handler,
+)
 from api.openai_compat.app import create_v1_app
 from api.routes import datasets, health, jobs, models, schema, stream
 from api.stream_follower import StreamFollower
 from db.engine import serve_requests
 from db.lifecycle import TransitionRefused
+from traindock.dataset_files import sweep_dataset_files
 from traindock.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
 
 
 def create_app() -> FastAPI:
     settings = get_settings()
     settings.ensure_dirs()
     serve_requests()
+    _sweep_uploads(settings)
     app = FastAPI(
         title="traindock",
         version="0.1.0",
@@ -32,6 +40,8 @@ def create_app() -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, body_error_handler)
     app.add_exception_handler(TransitionRefused, transition_refused_handler)
+    for unreachable in (OperationalError, InterfaceError):
+        app.add_exception_handler(unreachable, database_unavailable_handler)
     # The middleware added last runs first: the body limit counts every byte, then no anonymous
     # request's body is read at all.
     app.add_middleware(RequireApiKey, cache_s=settings.api_key_cache_s)
@@ -55,6 +65,15 @@ def _threads_of(settings: Settings):
         yield
 
     return lifespan
+
+
+def _sweep_uploads(settings) -> None:
+    """What an API killed mid-upload left behind. Never in the way of starting: the workers'
+    recovery loops sweep too."""
+    try:
+        sweep_dataset_files(settings)
+    except Exception:
+        log.warning("could not sweep the datasets folder at start-up", exc_info=True)
 
 
 def _document_api_key(app: FastAPI) -> None:

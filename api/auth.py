@@ -9,7 +9,9 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import Headers
 
 from api.key_cache import KeyCache
+from api.errors import unavailable_response
 from db.engine import get_sessionmaker
+from db.retry import is_transient
 from db.models import Tenant
 from db.tenants import tenant_for_key
 
@@ -73,6 +75,10 @@ class RequireApiKey:
                                      "param": None, "code": "invalid_api_key"}}
             response = JSONResponse(content, status_code=401, headers=UNAUTHORIZED)
             return await response(scope, receive, send)
+        except Exception as exc:  # a middleware's errors never reach the app's exception handlers
+            if not is_transient(exc):
+                raise
+            return await unavailable_response()(scope, receive, send)
         scope.setdefault("state", {})["tenant"] = tenant  # request.state.tenant, for `authenticate`
         return await self.app(scope, receive, send)
 

@@ -3,7 +3,6 @@ its format. Nothing is kept unless every row is good."""
 
 import hashlib
 import json
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Iterator
@@ -15,9 +14,10 @@ from sqlalchemy.orm import Session
 
 from api.json_array import ArrayError, array_elements_as_lines
 from db.datasets import add_dataset
-from db.hooks import after_rollback
+from db.hooks import after_commit, after_rollback
 from db.models import Dataset
 from jobspec.dataset_rows import RowError, row_format
+from traindock.dataset_files import HeldFile, stage_upload
 from traindock.settings import Settings
 
 CHUNK = 1 << 20
@@ -39,6 +39,7 @@ class UploadRejected(Exception):
 @dataclass
 class CheckedUpload:
     path: Path
+    held: HeldFile  # released once the upload's transaction has ended (traindock/dataset_files.py)
     rows: int
     bytes: int
     sha256: str
@@ -75,7 +76,6 @@ def check_and_store(source: BinaryIO, folder: Path, limits: Limits) -> CheckedUp
     """Copy `source` into a temporary file in `folder`, checking each line. Raises UploadRejected
     (and removes the partial file) on the first problem."""
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"upload-{uuid.uuid4().hex}.part"
     digest = hashlib.sha256()
     size = rows = 0
     detected: str | None = None
@@ -85,8 +85,9 @@ def check_and_store(source: BinaryIO, folder: Path, limits: Limits) -> CheckedUp
     # A JSON array is stored as the JSONL of its elements (what the worker reads).
     array = first.lstrip()[:1] == b"["
     unit = "element" if array else "line"
+    target, out, held = stage_upload(folder)
     try:
-        with target.open("wb") as out:
+        with out:
             for number, raw in enumerate(_rows(chunks, limits, array), start=1):
                 size += len(raw)
                 if size > limits.max_bytes:
@@ -119,8 +120,9 @@ def check_and_store(source: BinaryIO, folder: Path, limits: Limits) -> CheckedUp
             raise UploadRejected(422, "the file has no rows")
     except BaseException:
         target.unlink(missing_ok=True)
+        held.release()
         raise
-    return CheckedUpload(target, rows, size, digest.hexdigest(), detected)
+    return CheckedUpload(target, held, rows, size, digest.hexdigest(), detected)
 
 
 def _rows(chunks: Iterator[bytes], limits: Limits, array: bool) -> Iterator[bytes]:
@@ -150,18 +152,29 @@ def store_dataset(session: Session, settings: Settings, tenant_id: int, upload: 
     in for the native API and the OpenAI-compatible /v1/files."""
     limits = Limits(settings.max_upload_bytes, settings.max_line_bytes, settings.max_dataset_rows)
     checked = check_and_store(upload.file, settings.datasets_dir, limits)
+    final = None
     try:
         dataset = add_dataset(
             session, tenant_id=tenant_id, filename=display_filename(upload.filename), path="",
             format=checked.format, rows=checked.rows, bytes=checked.bytes, sha256=checked.sha256,
         )
+        final = settings.datasets_dir / f"{dataset.id}.jsonl"
+        checked.path.rename(final)
+        dataset.path = str(final)
     except BaseException:
-        checked.path.unlink(missing_ok=True)
+        for path in (checked.path, final):
+            if path is not None:
+                path.unlink(missing_ok=True)
+        checked.held.release()
         raise
-    final = settings.datasets_dir / f"{dataset.id}.jsonl"
-    checked.path.rename(final)
-    dataset.path = str(final)
-    after_rollback(session, lambda: final.unlink(missing_ok=True))  # no file without its row
+
+    def discard() -> None:  # no file without its row
+        final.unlink(missing_ok=True)
+        checked.held.release()
+
+    # The file stays held (the orphan sweep leaves it alone) until its transaction has ended.
+    after_commit(session, checked.held.release)
+    after_rollback(session, discard)
     return dataset
 
 

@@ -1,5 +1,6 @@
 """Client errors in FastAPI's 422 shape (detail[].loc/msg/type), naming the field."""
 
+import logging
 from typing import Any
 
 from fastapi import HTTPException, Request
@@ -12,6 +13,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from db.lifecycle import TransitionRefused
 from jobspec import explain_unknown_fields
+
+log = logging.getLogger(__name__)
 
 
 class Message(BaseModel):
@@ -55,6 +58,22 @@ def not_found(what: str, id: int | str) -> HTTPException:
 
 def conflict(message: str) -> HTTPException:
     return HTTPException(status_code=409, detail=message)
+
+
+UNAVAILABLE_RETRY_AFTER_S = 5
+
+
+def unavailable_response() -> JSONResponse:
+    return JSONResponse(status_code=503, headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)},
+                        content={"detail": "the database is unreachable; retry shortly (GET /health says which "
+                                           "dependency is down)"})
+
+
+async def database_unavailable_handler(_request: Request, exc: Exception) -> JSONResponse:
+    """A database restart or failover is the service's fault and passes: 503 with Retry-After, not
+    a 500 that says the request itself broke something."""
+    log.warning("database unreachable: %s", exc.__class__.__name__)
+    return unavailable_response()
 
 
 async def transition_refused_handler(_request: Request, exc: TransitionRefused) -> JSONResponse:

@@ -11,7 +11,7 @@ from api.errors import problem
 from db.checkpoints import usable_checkpoint
 from db.datasets import get_dataset
 from db.jobs import get_job
-from db.models import Job
+from db.models import Job, Tenant
 from db.status import JobStatus
 from jobspec import JobSpec, split_problems
 from traindock.paths import PathRefused, check_output_name, resolve_base_model
@@ -33,6 +33,7 @@ def server_problems(session: Session, settings: Settings, tenant_id: int, spec: 
     if spec.training.push_to_hub and settings.hub_token is None:
         problems.append(problem(("training", "push_to_hub"), "this server has no Hub token configured, so it "
                                  "cannot push to the Hub; set push_to_hub to false", "no_hub_token"))
+    problems += _hub_problems(session, settings, tenant_id, spec.training.hub_model_id)
     problems += _output_dir_problems(session, tenant_id, spec.output_dir)
     problems += _resume_from_problems(session, tenant_id, spec)
     problems += _init_from_problems(session, tenant_id, spec)
@@ -45,6 +46,20 @@ def server_problems(session: Session, settings: Settings, tenant_id: int, spec: 
         problems.append(problem(("data", "format"), f"dataset {dataset.id} holds {dataset.format} rows, "
                                  f"not {spec.data.format}", "format_mismatch"))
     return problems + split_problems(spec, dataset.rows)
+
+
+def _hub_problems(session: Session, settings: Settings, tenant_id: int, repo: str | None) -> list[dict[str, Any]]:
+    """A tenant pushes only under its own Hub namespace: the server's token could write anywhere."""
+    if repo is None:
+        return []
+    namespace = settings.hub_namespace(session.get(Tenant, tenant_id).name)
+    if namespace is None:
+        return [problem(("training", "hub_model_id"), "this server has no Hub namespace for your tenant; "
+                         "leave hub_model_id out", "hub_namespace_refused")]
+    if not repo.startswith(namespace + "/") or ".." in repo:
+        return [problem(("training", "hub_model_id"), f"hub_model_id must be a repository under '{namespace}/', "
+                         f"e.g. '{namespace}/my-model'", "hub_namespace_refused")]
+    return []
 
 
 def _output_dir_problems(session: Session, tenant_id: int, name: str | None) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from api.job_checks import server_problems
 from db import jobs as queries
 from db import lifecycle
 from db.models import Job
+from db.tenants import lock_tenant
 from jobspec import JobSpec, spec_problems
 from traindock.settings import Settings
 
@@ -30,6 +31,7 @@ def submit_job(
     idempotency_key: str | None,
 ) -> tuple[Job, bool]:
     """The job and whether it was created now (False: an earlier request with the same key)."""
+    lock_tenant(session, tenant_id)
     if idempotency_key:
         earlier = queries.get_job_by_idempotency_key(session, tenant_id, idempotency_key)
         if earlier is not None:

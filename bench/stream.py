@@ -47,17 +47,17 @@ def prepare(url: str, data_dir: Path) -> dict[str, str]:
 def running_job() -> tuple[str, int, int]:
     """A key, a running job and its run, written directly (no broker, no worker)."""
     from db.engine import session_scope
-    from db.jobs import create_job, lock_job, set_job_status
-    from db.status import JobStatus
+    from db.lifecycle import claim_run, create_job
     from db.tenants import issue_key
 
     with session_scope() as session:
         issued = issue_key(session, "bench")
         tenant_id = session.execute(text("SELECT id FROM tenants WHERE name = 'bench'")).scalar_one()
-        job, run = create_job(session, tenant_id=tenant_id, spec={"base_model": "bench"}, dataset_id=None,
-                              queue="gpu", name="bench")
+        job = create_job(session, tenant_id=tenant_id, spec={"base_model": "bench"}, dataset_id=None,
+                         queue="gpu", name="bench")
+        run = job.runs[0]
     with session_scope() as session:
-        set_job_status(session, lock_job(session, job.id), JobStatus.RUNNING, "running")
+        claim_run(session, run.id, "bench")  # running, as a worker leaves it
     return issued.secret, job.id, run.id
 
 

@@ -14,6 +14,10 @@ def add_dataset(session: Session, **fields) -> Dataset:
     return dataset
 
 
+def existing_dataset_ids(session: Session, ids: list[int]) -> set[int]:
+    return set(session.scalars(select(Dataset.id).where(Dataset.id.in_(ids))))
+
+
 def get_dataset(session: Session, dataset_id: int, tenant_id: int | None = None) -> Dataset | None:
     """The dataset; with `tenant_id`, only if that tenant owns it."""
     dataset = session.get(Dataset, dataset_id)

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.checkpoints import usable_checkpoint
+from db.clock import database_now
 from db.events import add_event
 from db.jobs import lock_job
 from db.models import Event, Job, Run, utcnow
@@ -48,6 +49,10 @@ JOB_STATUS_AFTER_RUN: dict[RunStatus, JobStatus] = {
     RunStatus.PAUSED: P,
     RunStatus.INTERRUPTED: I,
 }
+
+
+# Interruptions that are no fault of the job: handed back to the queue without using a restart.
+HANDED_BACK_CODES = frozenset({"worker_shutdown", "database_unavailable"})
 
 
 class TransitionRefused(Exception):
@@ -103,7 +108,7 @@ def claim_run(session: Session, run_id: int, worker: str) -> Run | None:
                   run_id=run.id, data={"worker": worker, "run_status": run.status})
         return None
     now = utcnow()
-    run.status, run.worker, run.started_at, run.heartbeat_at = RunStatus.RUNNING, worker, now, now
+    run.status, run.worker, run.started_at, run.heartbeat_at = RunStatus.RUNNING, worker, now, database_now(session)
     change_status(session, job, R, f"attempt {run.attempt} started on {worker}", run=run, data={"worker": worker})
     return run
 
@@ -217,7 +222,7 @@ def interrupt_and_restart(
         return run
     change_status(session, job, I, f"attempt {run.attempt} interrupted: {error['message']}", run=run,
                   data={"error": error, "exit_code": exit_code})
-    handed_back = error["code"] == "worker_shutdown"
+    handed_back = error["code"] in HANDED_BACK_CODES
     allowed = JobSpec.model_validate(job.spec).resources.max_restarts
     used = count_runs(session, job.id, "restarted")
     if not handed_back and used >= allowed:

@@ -13,12 +13,13 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from db.clock import database_now
 from db.engine import session_scope
 from db.events import add_event
 from db.hooks import after_commit
-from db.models import Job, Run, utcnow
+from db.models import Job, Run
 from db.status import RunStatus
-from traindock.broker import producer, run_task_id, send_run
+from traindock.broker import producer, queued_task_ids, run_task_id, send_run
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def dispatch(run_id: int, queue: str, *, first_try: bool = True) -> bool:
                           run_id=run_id, data={"attempt": run.attempt, "error": f"{type(exc).__name__}: {exc}"})
         return False
     with session_scope() as session:
-        session.execute(update(Run).where(Run.id == run_id).values(dispatched_at=utcnow()))
+        session.execute(update(Run).where(Run.id == run_id).values(dispatched_at=database_now(session)))
     return True
 
 
@@ -67,6 +68,35 @@ def send_unsent(created_before: datetime) -> list[int]:
     with session_scope() as session:
         pending = unsent_runs(session, created_before)
     return [run_id for run_id, queue in pending if dispatch(run_id, queue, first_try=False)]
+
+
+def sent_runs(session: Session, dispatched_before: datetime) -> dict[str, list[int]]:
+    """queue -> ids of the queued runs whose message went out before `dispatched_before`."""
+    rows = session.execute(
+        select(Run.id, Job.queue).join(Job, Job.id == Run.job_id)
+        .where(Run.status == RunStatus.QUEUED, Run.dispatched_at < dispatched_before).order_by(Run.id)
+    )
+    by_queue: dict[str, list[int]] = {}
+    for run_id, queue in rows:
+        by_queue.setdefault(queue, []).append(run_id)
+    return by_queue
+
+
+def resend_lost(dispatched_before: datetime) -> list[int]:
+    """Send again the queued runs whose message the broker no longer holds (Redis restarted
+    without persistence). A run sent less than the grace ago may be in a worker's hands on its way
+    to the claim, so only older ones are looked at; each is sent at most once per grace, and only
+    while its message is missing, so duplicates cannot pile up (and the claim ignores them)."""
+    with session_scope() as session:
+        by_queue = sent_runs(session, dispatched_before)
+    resent = []
+    for queue, run_ids in by_queue.items():
+        waiting = queued_task_ids(producer(), queue)
+        if waiting is None:
+            continue
+        resent += [run_id for run_id in run_ids
+                   if run_task_id(run_id) not in waiting and dispatch(run_id, queue, first_try=False)]
+    return resent
 
 
 def _revoke(run_id: int) -> None:

@@ -1,13 +1,14 @@
 """Run (attempt) queries: heartbeats, pids, errors and lookups. The run row is the truth about a
 training attempt, not Celery's task state; its status changes are db/lifecycle.py's."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from db.models import Run, utcnow
+from db.clock import database_now
+from db.models import Run
 from db.status import RunStatus
 
 
@@ -20,7 +21,7 @@ def set_pid(session: Session, run_id: int, pid: int) -> None:
 
 
 def beat(session: Session, run_id: int) -> None:
-    session.execute(update(Run).where(Run.id == run_id).values(heartbeat_at=utcnow()))
+    session.execute(update(Run).where(Run.id == run_id).values(heartbeat_at=database_now(session)))
 
 
 def set_run_error(session: Session, run_id: int, error: dict[str, Any]) -> None:
@@ -34,6 +35,11 @@ def latest_run(session: Session, job_id: int) -> Run | None:
 
 def count_runs(session: Session, job_id: int, reason: str) -> int:
     return session.scalar(select(func.count()).where(Run.job_id == job_id, Run.reason == reason))
+
+
+def heartbeat_cutoff(session: Session, timeout_s: float) -> datetime:
+    """Heartbeats older than this are stale, by the database's clock (the one they are written with)."""
+    return database_now(session) - timedelta(seconds=timeout_s)
 
 
 def stale_run_ids(session: Session, heartbeat_before: datetime) -> list[int]:

@@ -7,7 +7,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db.models import ApiKey, Tenant, utcnow
@@ -35,6 +35,14 @@ def get_or_create_tenant(session: Session, name: str) -> Tenant:
         session.add(tenant)
         session.flush()
     return tenant
+
+
+def lock_tenant(session: Session, tenant_id: int) -> None:
+    """Hold the tenant's row write lock until the transaction ends (PostgreSQL: a row lock; SQLite:
+    the database write lock). Submits take it before their checks, so two of one tenant's submits
+    run one after the other: checking a limit or a free output folder, then inserting, is then
+    atomic."""
+    session.execute(update(Tenant).where(Tenant.id == tenant_id).values(name=Tenant.name))
 
 
 def issue_key(session: Session, tenant_name: str) -> IssuedKey:

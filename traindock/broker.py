@@ -2,6 +2,7 @@
 `producer()`; the worker registers the tasks on its own app (worker/celery_app.py). No worker code
 is imported here."""
 
+import json
 from functools import lru_cache
 
 from celery import Celery
@@ -18,6 +19,20 @@ def run_task_id(run_id: int) -> str:
 
 def send_run(app: Celery, run_id: int, queue: str) -> None:
     app.send_task(RUN_JOB_TASK, args=[run_id], queue=queue, task_id=run_task_id(run_id))
+
+
+def queued_task_ids(app: Celery, queue: str) -> set[str] | None:
+    """Ids of the task messages the broker holds for `queue` (waiting, or delivered to a worker
+    and not yet acknowledged), or None where the broker cannot lose them (the filesystem broker's
+    queue is the data folder). Redis without persistence forgets everything when it restarts:
+    what was sent is then gone, and the database must send it again."""
+    with app.connection_for_read() as connection:
+        if connection.transport.driver_type != "redis":
+            return None
+        channel = connection.default_channel
+        waiting = [json.loads(raw) for raw in channel.client.lrange(queue, 0, -1)]
+        delivered = [json.loads(raw)[0] for raw in channel.client.hvals(channel.unacked_key)]
+        return {message.get("headers", {}).get("id") for message in waiting + delivered}
 
 
 @lru_cache

@@ -82,9 +82,9 @@ def up(host: Host = "127.0.0.1", port: Port = 8000, workers: Workers = 1) -> Non
     try:
         serve_api(host, port, workers)
     finally:
-        worker.send_signal(signal.SIGTERM)
+        worker.send_signal(signal.SIGTERM)  # drains: a running job checkpoints and goes back to the queue
         try:
-            worker.wait(timeout=30)
+            worker.wait(timeout=get_settings().drain_timeout_s + 30)
         except subprocess.TimeoutExpired:
             worker.kill()
 

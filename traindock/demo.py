@@ -112,7 +112,17 @@ def report(client: httpx.Client, job: dict, model_dir) -> None:
     }
     print("  ".join(f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}"
                     for name, value in summary.items() if value is not None))
-    final = result.get("final_model_path")
+    final = _local_folder(job, result.get("final_model_path"))
+    if final is None:  # an API on another machine: answers name folders, never server paths
+        print(f"adapter: download it from {client.base_url}jobs/{job['id']}/artifacts/final (a tar)")
+        return
     print(f"adapter: {final}\nload it with:")
     print("    from transformers import AutoModelForCausalLM\n    from peft import PeftModel\n"
           f"    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained({str(model_dir)!r}), {final!r})")
+
+
+def _local_folder(job: dict, name: str | None) -> str | None:
+    """The job's `name` folder (e.g. "final") under this machine's data dir, when the API shares it."""
+    output = (job.get("spec") or {}).get("output_dir")
+    found = sorted(get_settings().jobs_dir.glob(f"tenant-*/{output}/{name}")) if output and name else []
+    return str(found[0]) if found else None

@@ -51,10 +51,23 @@ class Settings(BaseSettings):
         10.0, description="How often workers look for lost attempts and for runs never sent to the broker."
     )
     redispatch_after_s: float = Field(
-        30.0, description="A queued run whose broker message has not gone out after this long is sent again."
+        30.0, description="A queued run whose broker message has not gone out after this long, or that the "
+        "broker lost this long after its last send, is sent again."
     )
     cancel_grace_s: float = Field(
         60.0, description="How long a cancelled job may take to checkpoint and exit before it is killed."
+    )
+    db_retry_s: float = Field(
+        120.0, description="How long workers and training processes ride out an unreachable database before "
+        "the attempt ends (error database_unavailable, handed back without using a restart).",
+    )
+    drain_timeout_s: float = Field(
+        120.0, description="On SIGTERM, how long a worker lets its training process checkpoint and stop before "
+        "killing it; the job is handed back to the queue either way.",
+    )
+    hub_namespaces: dict[str, str] = Field(
+        default_factory=dict, description="Tenant name -> the Hub namespace its hub_model_id must fall under; "
+        "the key '*' applies to every other tenant and may use '{tenant}'. A tenant with none cannot name a Hub repo.",
     )
     broker_polling_interval_s: float = Field(
         0.1, description="Filesystem broker polling interval (embedded backend only)."
@@ -70,6 +83,10 @@ class Settings(BaseSettings):
         None, ge=1, description="Database connections each process keeps (PostgreSQL; 4 more may open "
         "briefly). Default: api_threads, one per request in progress."
     )
+
+    def hub_namespace(self, tenant: str) -> str | None:
+        pattern = self.hub_namespaces.get(tenant, self.hub_namespaces.get("*"))
+        return pattern.replace("{tenant}", tenant) if pattern else None
 
     @property
     def root(self) -> Path:

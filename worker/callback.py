@@ -5,9 +5,13 @@ checkpoint of the current step followed by TrainingStopped.
 Writes are batched: metric points wait in memory and go out with a progress update at most about
 once a second, and at every evaluation, save and the end of training, each in one short
 transaction. The progress names its phase (training, evaluating with its own progress, saving),
-written as each begins, so a long evaluation or save never looks like a frozen job."""
+written as each begins, so a long evaluation or save never looks like a frozen job. While the
+database does not answer, points stay in memory and go with the next write: none is lost. A save
+that the free disk space visibly cannot hold is refused before it starts (DiskFull), so earlier
+checkpoints stay intact."""
 
 import math
+import shutil
 import sys
 import threading
 import time
@@ -17,10 +21,11 @@ from pathlib import Path
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from traindock.paths import checkpoint_dir, checkpoint_step, checkpoint_steps_on_disk
-from worker.errors import TrainingStopped
-from worker.reporting import MetricPoints, Reporter
+from worker.errors import DiskFull, TrainingStopped
+from worker.reporting import MetricPoints, ReportDeferred, Reporter
 
 WRITE_INTERVAL_S = 1.0
+SAVE_MARGIN = 1.1  # optimizer state and metadata vary a little from save to save
 
 
 def numeric_values(logs: dict) -> dict[str, float]:
@@ -36,6 +41,23 @@ def utc_now_iso() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
+def refuse_save_that_cannot_fit(output_dir: Path, step: int) -> None:
+    """A checkpoint is about as large as the last one; if the free space visibly cannot hold it,
+    fail now rather than leave a half-written folder (rotation deletes old ones only after)."""
+    steps = checkpoint_steps_on_disk(output_dir)
+    if not steps:
+        return
+    needed = SAVE_MARGIN * folder_bytes(checkpoint_dir(output_dir, max(steps)))
+    free = shutil.disk_usage(output_dir).free
+    if needed > free:
+        raise DiskFull(f"not saving the checkpoint of step {step}: it needs about {needed / 2**20:.1f} MiB "
+                       f"and {free / 2**20:.1f} MiB are free in {output_dir}")
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
 class ReportingCallback(TrainerCallback):
     def __init__(self, reporter: Reporter, stop: threading.Event):
         self.reporter = reporter
@@ -49,6 +71,7 @@ class ReportingCallback(TrainerCallback):
         self.first_step: tuple[float, int, int] | None = None  # (time, global step, tokens seen)
         self.token_counts = None  # the trainer's TokenCounts, when it counts real and padded tokens
         self.first_real_tokens = 0
+        self.saved_steps: set[int] = set()  # checkpoints this attempt completed and recorded
 
     # ---- Trainer events -------------------------------------------------------------------
 
@@ -64,6 +87,8 @@ class ReportingCallback(TrainerCallback):
             self._stop_after_save(control)
         if not state.is_world_process_zero:
             return
+        if control.should_save:
+            refuse_save_that_cannot_fit(Path(args.output_dir), state.global_step)
         now = time.monotonic()
         if self.first_step is None:
             self.first_step = (now, state.global_step, state.num_input_tokens_seen)
@@ -128,14 +153,24 @@ class ReportingCallback(TrainerCallback):
         self.write(state)
 
     def write(self, state: TrainerState) -> None:
-        """Pending metric points and the progress, in one transaction."""
-        self.reporter.progress(self.take_points(), self.progress(state))
+        """Pending metric points and the progress, in one transaction; kept for the next write if
+        the database does not answer."""
+        points = self.take_points()
+        try:
+            self.reporter.progress(points, self.progress(state))
+        except ReportDeferred:
+            self.put_back(points)
         self.last_write = time.monotonic()
 
     def take_points(self) -> MetricPoints:
         points = [(step, epoch, values) for step, (epoch, values) in sorted(self.pending.items())]
         self.pending.clear()
         return points
+
+    def put_back(self, points: MetricPoints) -> None:
+        for step, epoch, values in points:
+            later_epoch, later_values = self.pending.get(step, (None, {}))
+            self.pending[step] = (later_epoch if later_epoch is not None else epoch, {**values, **later_values})
 
     def record_save(self, args: TrainingArguments, state: TrainerState) -> None:
         """At on_save the folder is complete, best_model_checkpoint is updated and rotation has
@@ -145,6 +180,7 @@ class ReportingCallback(TrainerCallback):
             path=checkpoint_dir(Path(args.output_dir), state.global_step),
             best_step=checkpoint_step(state.best_model_checkpoint), steps_on_disk=checkpoint_steps_on_disk(args.output_dir),
         )
+        self.saved_steps.add(state.global_step)
         self.last_write = time.monotonic()
 
     def flush_quietly(self) -> None:

@@ -2,7 +2,7 @@
 attempts that every worker runs, and no prefetch on every broker."""
 
 from celery import bootsteps
-from celery.signals import worker_ready
+from celery.signals import worker_ready, worker_shutting_down
 from celery.worker import state
 
 from traindock.broker import make_celery
@@ -39,3 +39,10 @@ def _watch_for_lost_runs(sender=None, **_kwargs) -> None:
     from worker.recovery import start_recovery_thread
 
     start_recovery_thread()
+
+
+@worker_shutting_down.connect
+def _pass_on_shutdown(how: str = "Warm", **_kwargs) -> None:
+    from worker.drain import pass_on_shutdown
+
+    pass_on_shutdown(how)

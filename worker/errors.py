@@ -7,6 +7,7 @@ from typing import Any
 EXIT_SUCCEEDED = 0
 EXIT_FAILED = 1
 EXIT_STOPPED = 3
+EXIT_DATABASE_UNAVAILABLE = 4  # could not report for longer than TRAINDOCK_DB_RETRY_S
 
 MAX_MESSAGE_CHARS = 2000
 
@@ -48,6 +49,20 @@ class Bf16Unsupported(TrainingFailure):
     advice = BF16_ADVICE
 
 
+DISK_FULL_ADVICE = (
+    "free space where the job's output folder is, or keep fewer checkpoints (lower save_total_limit); "
+    "then resume the job: its earlier checkpoints are intact"
+)
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# safetensors and torch's zip writer report a full disk in their own words.
+DISK_FULL_MESSAGES = ("no space left on device", "storagefull", "disk quota exceeded")
+
+
+class DiskFull(TrainingFailure):
+    code = "disk_full"
+    advice = DISK_FULL_ADVICE
+
+
 class TrainingStopped(Exception):
     """Raised once the checkpoint asked for by a stop request is recorded: the process then exits
     with EXIT_STOPPED without a final model."""
@@ -78,6 +93,15 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return False
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    for cause in _causes(exc):
+        if isinstance(cause, OSError) and cause.errno in DISK_FULL_ERRNOS:
+            return True
+        if any(text in str(cause).lower() for text in DISK_FULL_MESSAGES):
+            return True
+    return False
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip()
     if not isinstance(exc, TrainingFailure):
@@ -98,4 +122,6 @@ def classify(exc: BaseException) -> dict[str, Any]:
             "message": f"out of memory: {OUT_OF_MEMORY_ADVICE}. {_describe(exc)}",
             "advice": OUT_OF_MEMORY_ADVICE,
         }
+    if is_disk_full(exc):
+        return {"code": "disk_full", "message": f"the disk is full: {_describe(exc)}", "advice": DISK_FULL_ADVICE}
     return {"code": "training_error", "message": _describe(exc)}

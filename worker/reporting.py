@@ -1,7 +1,14 @@
 """The training process's one way to the database (after Determined's core context): it reads
 what its run is to do, then reports metrics, progress, checkpoints, the result or an error.
 worker/train.py and worker/callback.py use nothing else of db/; each report is one short
-transaction."""
+transaction.
+
+A database that blinks never kills training: progress reports that fail for a transient reason
+raise ReportDeferred (the callback keeps the points and sends them with the next report); the
+reports training cannot go on without (the assignment, a checkpoint, the end, the result) are
+retried with backoff for up to TRAINDOCK_DB_RETRY_S, then raise DatabaseUnavailable."""
+
+from collections.abc import Callable
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -14,6 +21,7 @@ from db.engine import session_scope
 from db.events import add_event
 from db.jobs import get_job, set_progress, set_result
 from db.metrics import delete_after, metrics_at_step, record_metric_points
+from db.retry import DatabaseUnavailable, is_transient, retrying
 from db.runs import get_run, set_run_error
 from jobspec.model import JobSpec
 from traindock.paths import job_output_dir
@@ -21,6 +29,17 @@ from traindock.settings import get_settings
 
 # (step, epoch, {name: value}) of one or more log lines.
 MetricPoints = list[tuple[int, float | None, dict[str, float]]]
+
+
+__all__ = ["DatabaseUnavailable", "ReportDeferred"]
+
+
+class ReportDeferred(Exception):
+    """The database did not answer; nothing was written. Send the same points again later."""
+
+
+def _reliably(what: str, work: Callable[[], object]):
+    return retrying(work, get_settings().db_retry_s, what)
 
 
 @dataclass(frozen=True)
@@ -42,6 +61,10 @@ class Assignment:
 
 
 def load_assignment(run_id: int) -> Assignment:
+    return _reliably("loading the run", lambda: _load_assignment(run_id))
+
+
+def _load_assignment(run_id: int) -> Assignment:
     with session_scope() as session:
         run = get_run(session, run_id)
         if run is None:
@@ -73,9 +96,12 @@ def final_model_dir(job) -> Path:
 
 def usable_checkpoint_path(job_id: int, step: int | None) -> Path | None:
     """An earlier job's checkpoint that a new job starts from (`resume_from_checkpoint`)."""
-    with session_scope() as session:
-        checkpoint = usable_checkpoint(session, job_id, step)
-        return Path(checkpoint.path) if checkpoint else None
+    def find() -> Path | None:
+        with session_scope() as session:
+            checkpoint = usable_checkpoint(session, job_id, step)
+            return Path(checkpoint.path) if checkpoint else None
+
+    return _reliably("finding the checkpoint to start from", find)
 
 
 class Reporter:
@@ -96,19 +122,32 @@ class Reporter:
             set_progress(session, self.job_id, progress)
 
     def progress(self, points: MetricPoints, progress: dict[str, Any]) -> None:
-        with session_scope() as session:
-            record_metric_points(session, self.job_id, self.run_id, points)
-            set_progress(session, self.job_id, progress)
+        """Raises ReportDeferred when the database does not answer."""
+        try:
+            with session_scope() as session:
+                record_metric_points(session, self.job_id, self.run_id, points)
+                set_progress(session, self.job_id, progress)
+        except Exception as exc:
+            if is_transient(exc):
+                raise ReportDeferred(str(exc)) from exc
+            raise
 
     def metrics(self, points: MetricPoints) -> None:
-        with session_scope() as session:
-            record_metric_points(session, self.job_id, self.run_id, points)
+        def write() -> None:
+            with session_scope() as session:
+                record_metric_points(session, self.job_id, self.run_id, points)
+
+        _reliably("recording metric points", write)
 
     def checkpoint(
         self, points: MetricPoints, progress: dict[str, Any], *, step: int, path: Path,
         best_step: int | None, steps_on_disk: set[int],
     ) -> None:
         """A complete checkpoint folder; rotation has already deleted older ones."""
+        _reliably("recording a checkpoint",
+                  lambda: self._checkpoint(points, progress, step, path, best_step, steps_on_disk))
+
+    def _checkpoint(self, points, progress, step, path, best_step, steps_on_disk) -> None:
         with session_scope() as session:
             record_metric_points(session, self.job_id, self.run_id, points)
             record_checkpoint(session, self.job_id, self.run_id, step, str(path),
@@ -120,6 +159,10 @@ class Reporter:
     def training_ended(
         self, points: MetricPoints, progress: dict[str, Any], *, best_step: int | None, steps_on_disk: set[int]
     ) -> None:
+        _reliably("recording the end of training",
+                  lambda: self._training_ended(points, progress, best_step, steps_on_disk))
+
+    def _training_ended(self, points, progress, best_step, steps_on_disk) -> None:
         with session_scope() as session:
             record_metric_points(session, self.job_id, self.run_id, points)
             # The Trainer may delete checkpoints after the last save (save_total_limit 1).
@@ -130,6 +173,9 @@ class Reporter:
     def timeline_replaced(self, resume_step: int, moved: list[int], folder: Path, steps_on_disk: set[int]) -> None:
         """Resuming from `resume_step`: the later metric points are forgotten, the later
         checkpoints were moved to `folder`."""
+        _reliably("replacing the timeline", lambda: self._timeline_replaced(resume_step, moved, folder, steps_on_disk))
+
+    def _timeline_replaced(self, resume_step, moved, folder, steps_on_disk) -> None:
         with session_scope() as session:
             delete_after(session, self.job_id, resume_step)
             if moved:
@@ -141,12 +187,18 @@ class Reporter:
                           data={"steps": moved, "folder": str(folder)})
 
     def result(self, result: dict[str, Any]) -> None:
-        with session_scope() as session:
-            set_result(session, self.job_id, result)
+        def write() -> None:
+            with session_scope() as session:
+                set_result(session, self.job_id, result)
+
+        _reliably("recording the result", write)
 
 
 def report_error(run_id: int, error: dict[str, Any]) -> None:
     """Written before the process exits with EXIT_FAILED (also when its run could not even be
     loaded); the supervisor turns it into the job's error."""
-    with session_scope() as session:
-        set_run_error(session, run_id, error)
+    def write() -> None:
+        with session_scope() as session:
+            set_run_error(session, run_id, error)
+
+    _reliably("recording the error", write)

@@ -1,7 +1,12 @@
 """Supervises one run: claims it, starts the training process, beats, relays a cancel, and turns
 the process's exit into the run's outcome. Training never happens in the Celery process itself:
 a fresh interpreter returns all GPU memory when it exits, and a hard kill of it never takes the
-worker down."""
+worker down.
+
+The database may blink (a restart, a failover): the watch keeps the training process running and
+retries its reads and heartbeats; only an outage longer than TRAINDOCK_DB_RETRY_S stops it, and
+the job is then handed back (database_unavailable) without using a restart. A worker shutting
+down (worker/drain.py) asks the process to checkpoint and hands the job back."""
 
 import os
 import signal
@@ -16,25 +21,34 @@ from db.engine import session_scope
 from db.events import add_event
 from db.jobs import get_status
 from db.lifecycle import claim_run, finish_run, finish_stopped, interrupt_and_restart
+from db.retry import is_transient, retrying
 from db.runs import beat, get_run, set_pid
 from db.status import STOPPING_JOB_STATES, RunStatus
 from traindock.lifetime import die_with_parent
 from traindock.paths import attempt_log_path
 from traindock.settings import get_settings
-from worker.errors import EXIT_STOPPED
+from worker.drain import DRAINING, drain_on_sigterm
+from worker.errors import EXIT_DATABASE_UNAVAILABLE, EXIT_STOPPED
 
 POLL_S = 0.05  # how soon the process's exit is seen
 CHECK_S = 0.5  # how often the run and job are read (a cancel is relayed within about this)
 TRACEBACK_LINES = 40
+DATABASE_UNAVAILABLE = "database_unavailable"
 
 
 def supervise(run_id: int, worker_name: str) -> str:
     settings = get_settings()
-    with session_scope() as session:
-        run = claim_run(session, run_id, worker_name)
-        if run is None:
-            return "ignored"
-        job_id, attempt = run.job_id, run.attempt
+    drain_on_sigterm()
+
+    def claim() -> tuple[int, int] | None:
+        with session_scope() as session:
+            run = claim_run(session, run_id, worker_name)
+            return None if run is None else (run.job_id, run.attempt)
+
+    claimed = retrying(claim, settings.db_retry_s, "claiming the run")
+    if claimed is None:
+        return "ignored"
+    job_id, attempt = claimed
     log_path = attempt_log_path(settings.logs_dir, job_id, attempt)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -46,11 +60,15 @@ def supervise(run_id: int, worker_name: str) -> str:
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             preexec_fn=die_with_parent(signal.SIGKILL),  # never beside a restarted attempt
         )
-    with session_scope() as session:
-        set_pid(session, run_id, process.pid)
-        add_event(session, job_id, "run.process_started", f"training process {process.pid} started",
-                  run_id=run_id, data={"pid": process.pid, "log": str(log_path), "attempt": attempt})
+
+    def started() -> None:
+        with session_scope() as session:
+            set_pid(session, run_id, process.pid)
+            add_event(session, job_id, "run.process_started", f"training process {process.pid} started",
+                      run_id=run_id, data={"pid": process.pid, "log": str(log_path), "attempt": attempt})
+
     try:
+        retrying(started, settings.db_retry_s, "recording the process")
         watched = _watch(process, run_id, job_id, settings)
     except BaseException:
         # Never leave a training process without its supervisor (the recovery would start a
@@ -58,7 +76,8 @@ def supervise(run_id: int, worker_name: str) -> str:
         process.kill()
         process.wait()
         raise
-    return _record_outcome(run_id, process.returncode, watched, log_path)
+    return retrying(lambda: _record_outcome(run_id, process.returncode, watched, log_path),
+                    settings.db_retry_s, "recording how the attempt ended")
 
 
 @dataclass
@@ -66,14 +85,18 @@ class Watched:
     stop_requested: bool = False
     killed_after_grace: bool = False
     settled_elsewhere: str | None = None  # the run's status when something else ended it
+    drain_requested: bool = False  # the worker is shutting down
+    killed_after_drain: bool = False
+    database_lost: bool = False  # unreachable for longer than db_retry_s
 
 
 def _watch(process: subprocess.Popen, run_id: int, job_id: int, settings) -> Watched:
-    """Wait for the process, beating, relaying a cancel or pause, and stopping it if its attempt
-    was settled elsewhere (the recovery took it for lost)."""
+    """Wait for the process, beating, relaying a cancel or pause or a worker shutdown, and
+    stopping it if its attempt was settled elsewhere (the recovery took it for lost)."""
     watched = Watched()
     last_beat = last_check = time.monotonic()
-    stop_requested_at = 0.0
+    stop_requested_at = drain_requested_at = 0.0
+    unreachable_since: float | None = None
     while True:
         try:
             process.wait(timeout=POLL_S)
@@ -81,31 +104,62 @@ def _watch(process: subprocess.Popen, run_id: int, job_id: int, settings) -> Wat
         except subprocess.TimeoutExpired:
             pass
         now = time.monotonic()
+        if DRAINING.is_set() and not watched.drain_requested:
+            process.send_signal(signal.SIGTERM)  # the training process checkpoints and stops
+            watched.drain_requested, drain_requested_at = True, now
+        if watched.drain_requested and now - drain_requested_at > settings.drain_timeout_s:
+            _kill(process)
+            watched.killed_after_drain = True
+            return watched
         if now - last_check < CHECK_S:
             continue
         last_check = now
-        with session_scope() as session:
-            if now - last_beat >= settings.heartbeat_interval_s:
-                beat(session, run_id)
-                last_beat = now
-            job_status = get_status(session, job_id)
-            run_status = get_run(session, run_id).status
+        beat_due = now - last_beat >= settings.heartbeat_interval_s
+        try:
+            with session_scope() as session:
+                if beat_due:
+                    beat(session, run_id)
+                job_status = get_status(session, job_id)
+                run_status = get_run(session, run_id).status
+            unreachable_since = None
+            last_beat = now if beat_due else last_beat
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            # Training goes on (it keeps its own reports); only a long outage ends the attempt.
+            unreachable_since = unreachable_since or now
+            if now - unreachable_since > settings.db_retry_s:
+                _kill(process)
+                watched.database_lost = True
+                return watched
+            continue
         if run_status != RunStatus.RUNNING:
-            process.kill()
-            process.wait()
+            _kill(process)
             watched.settled_elsewhere = run_status
             return watched
         if job_status in STOPPING_JOB_STATES and not watched.stop_requested:
             process.send_signal(signal.SIGUSR1)
             watched.stop_requested, stop_requested_at = True, now
-            with session_scope() as session:
-                add_event(session, job_id, "run.stop_requested",
-                          f"asked the training process to checkpoint and stop ({job_status})", run_id=run_id)
+            _note_stop_request(job_id, run_id, job_status)
         if watched.stop_requested and now - stop_requested_at > settings.cancel_grace_s:
-            process.kill()
-            process.wait()
+            _kill(process)
             watched.killed_after_grace = True
             return watched
+
+
+def _note_stop_request(job_id: int, run_id: int, job_status: str) -> None:
+    try:
+        with session_scope() as session:
+            add_event(session, job_id, "run.stop_requested",
+                      f"asked the training process to checkpoint and stop ({job_status})", run_id=run_id)
+    except Exception as exc:  # the stop itself was sent; only its note is missing
+        if not is_transient(exc):
+            raise
+
+
+def _kill(process: subprocess.Popen) -> None:
+    process.kill()
+    process.wait()
 
 
 def _record_outcome(run_id: int, code: int, watched: Watched, log_path: Path) -> str:
@@ -118,7 +172,15 @@ def _record_outcome(run_id: int, code: int, watched: Watched, log_path: Path) ->
                       f"attempt {run.attempt} was already {watched.settled_elsewhere}; its training "
                       "process was stopped", run_id=run_id, data={"exit_code": code})
             return watched.settled_elsewhere
-        if watched.killed_after_grace or (code == EXIT_STOPPED and watched.stop_requested):
+        if watched.database_lost or code == EXIT_DATABASE_UNAVAILABLE:
+            interrupt_and_restart(session, run_id, exit_code=code, error={
+                "code": DATABASE_UNAVAILABLE, "message": "the database was unreachable for longer than "
+                f"{get_settings().db_retry_s:g} s; the attempt was stopped and the job handed back"})
+        elif watched.killed_after_drain:
+            interrupt_and_restart(session, run_id, exit_code=code, error={
+                "code": "worker_shutdown", "message": "the worker shut down and the training process did not "
+                f"checkpoint within {get_settings().drain_timeout_s:g} s; it was killed"})
+        elif watched.killed_after_grace or (code == EXIT_STOPPED and watched.stop_requested):
             checkpoint = None if watched.killed_after_grace else usable_checkpoint(session, run.job_id)
             finish_stopped(session, run_id, exit_code=code, killed=watched.killed_after_grace,
                            checkpoint_step=checkpoint.step if checkpoint else None)

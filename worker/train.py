@@ -10,6 +10,7 @@ Exit codes (worker.errors):
 
 # ruff: noqa: E402 (the stop handlers go in before the heavy imports)
 import argparse
+import shutil
 import signal
 import sys
 import threading
@@ -37,12 +38,12 @@ from traindock.settings import get_settings
 from worker.callback import ReportingCallback, numeric_values
 from worker.data import PaddingCollator
 from worker.errors import (
-    EXIT_FAILED, EXIT_STOPPED, EXIT_SUCCEEDED, BadDataset, BadModel, Bf16Unsupported, TrainingFailure,
-    TrainingStopped, classify,
+    EXIT_DATABASE_UNAVAILABLE, EXIT_FAILED, EXIT_STOPPED, EXIT_SUCCEEDED, BadDataset, BadModel, Bf16Unsupported,
+    TrainingFailure, TrainingStopped, classify, is_disk_full,
 )
 from worker.model import load_model, load_tokenizer, model_source, prepare_for_training, remote_code_allowed
 from worker.packing import PackedCollator, keep_examples_apart
-from worker.reporting import Reporter, load_assignment, report_error, usable_checkpoint_path
+from worker.reporting import DatabaseUnavailable, Reporter, load_assignment, report_error, usable_checkpoint_path
 from worker.throughput import ThroughputTrainer
 from worker.token_cache import tokenized_datasets
 
@@ -183,6 +184,14 @@ def discard_later_timeline(context: RunContext, reporter: Reporter) -> None:
     reporter.timeline_replaced(resume_step, later, aside, checkpoint_steps_on_disk(context.output_dir))
 
 
+def discard_partial_checkpoint(context: RunContext, step: int, saved_steps: set[int]) -> None:
+    """A save that ran out of space leaves a half-written folder: remove it (freeing the space), so
+    that only complete checkpoints stay beside the earlier ones."""
+    if step in saved_steps or step == context.resume_step:
+        return
+    shutil.rmtree(checkpoint_dir(context.output_dir, step), ignore_errors=True)
+
+
 def run_training(context: RunContext, stop: threading.Event) -> None:
     args = build_training_arguments(context.spec, context.output_dir)
     if context.resume_from is not None and not context.resume_from.is_dir():
@@ -198,8 +207,10 @@ def run_training(context: RunContext, stop: threading.Event) -> None:
         output = trainer.train(resume_from_checkpoint=resume)
     except TrainingStopped:
         raise
-    except Exception:
+    except Exception as exc:
         callback.flush_quietly()
+        if is_disk_full(exc):
+            discard_partial_checkpoint(context, trainer.state.global_step, callback.saved_steps)
         raise
     if stop.is_set() and trainer.state.global_step < trainer.state.max_steps:
         # Stopped during an evaluation whose save the Trainer then skipped (save_strategy "best").
@@ -242,6 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingStopped as stopped:
         print(stopped, file=sys.stderr)
         return EXIT_STOPPED
+    except DatabaseUnavailable as unavailable:
+        # Nothing can be recorded; the supervisor hands the job back (database_unavailable).
+        print(unavailable, file=sys.stderr)
+        return EXIT_DATABASE_UNAVAILABLE
     except Exception as exc:
         record_failure(run_id, exc)
         return EXIT_FAILED

@@ -42,6 +42,8 @@ STOPS = {"cancel": ("cancelling", "cancelled"), "pause": ("pausing", "paused")}
                                          ({"group_by_length": True}, ["cancel"])],
                          ids=["padded", "packed", "grouped"])
 def test_stopped_then_resumed_jobs_equal_the_uninterrupted_run(stack, data, verbs):
+    if data and stack.backend.name == "postgres":
+        pytest.skip("the data layout does not depend on the backend; its resume is checked on SQLite")
     dataset_id = upload(stack, DEMO_ROWS)
     reference = wait_for(stack, submit(stack, long_spec(dataset_id, data))["id"])
     assert reference["status"] == "succeeded", reference

@@ -3,7 +3,6 @@
 import json
 import math
 import os
-import signal
 import time
 from importlib import resources
 from pathlib import Path

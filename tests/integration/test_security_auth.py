@@ -562,7 +562,11 @@ def test_hub_tokens_are_never_accepted_in_a_spec(client, dataset):
     assert SECRET not in dump_database()
 
 
-def test_push_to_hub_needs_the_servers_token(client, dataset):
+def test_push_to_hub_needs_the_servers_token(client, dataset, monkeypatch):
+    from traindock.settings import get_settings
+
+    monkeypatch.setenv("TRAINDOCK_HUB_NAMESPACES", '{"acme": "acme"}')
+    get_settings.cache_clear()
     spec = make_spec(dataset["id"], training={"push_to_hub": True, "hub_model_id": "acme/model"})
     response = client.post("/jobs", json=spec)
     assert response.status_code == 422
@@ -576,6 +580,7 @@ def test_the_servers_hub_token_never_appears_in_an_answer(client, backend, datas
 
     token = "hf_SERVERSIDE_TOKEN_0123456789"
     monkeypatch.setenv("TRAINDOCK_HUB_TOKEN", token)
+    monkeypatch.setenv("TRAINDOCK_HUB_NAMESPACES", '{"acme": "acme"}')
     get_settings.cache_clear()
     spec = make_spec(dataset["id"], training={"push_to_hub": True, "hub_model_id": "acme/model"})
     answers = [client.post("/jobs/validate", json=spec)]
@@ -595,3 +600,25 @@ def test_the_servers_hub_token_never_appears_in_an_answer(client, backend, datas
         assert token not in answer.text, answer.request.url
         assert token not in str(answer.headers), answer.request.url
     assert token not in dump_database()
+
+
+@pytest.mark.parametrize(("namespaces", "repo", "allowed"), [
+    ('{"acme": "acme-org"}', "acme-org/model", True),
+    ('{"acme": "acme-org"}', "other-org/model", False),
+    ('{"acme": "acme-org"}', "acme-org-evil/model", False),
+    ('{"*": "tenants-{tenant}"}', "tenants-acme/model", True),
+    ('{"*": "tenants-{tenant}"}', "tenants-globex/model", False),
+    ("{}", "acme/model", False),
+])
+def test_hub_model_id_must_be_under_the_tenants_namespace(client, dataset, monkeypatch, namespaces, repo, allowed):
+    from traindock.settings import get_settings
+
+    monkeypatch.setenv("TRAINDOCK_HUB_TOKEN", "hf_x")
+    monkeypatch.setenv("TRAINDOCK_HUB_NAMESPACES", namespaces)
+    get_settings.cache_clear()
+    response = client.post("/jobs", json=make_spec(dataset["id"], training={"push_to_hub": True, "hub_model_id": repo}))
+    if allowed:
+        assert response.status_code == 201, response.text
+    else:
+        assert response.status_code == 422
+        assert [e["loc"] for e in response.json()["detail"]] == [["body", "training", "hub_model_id"]]

@@ -5,7 +5,6 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from jobspec.model import DataSpec
 from tests.worker.conftest import DEMO_ROWS
 from worker.data import IGNORE_INDEX, ExampleBuilder, build_examples
 from worker.errors import TrainingFailure
