@@ -8,12 +8,13 @@ from contextlib import contextmanager
 
 import uvicorn
 
-PORTS = range(18090, 18100)
+PORTS = range(18090, 18110)
 
 
 def free_port() -> int:
     for port in PORTS:
         with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
@@ -23,10 +24,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(app) -> Iterator[str]:
+def serve(app, **config) -> Iterator[str]:
+    """Yields the server's base URL while it runs in a thread; `config`: more uvicorn settings."""
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=1))
+                                           timeout_graceful_shutdown=1, **config))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
