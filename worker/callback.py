@@ -81,9 +81,12 @@ class ReportingCallback(TrainerCallback):
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         if self.stop.is_set():
-            # An evaluation now would delay the stop and, with save_strategy "best", could cancel
-            # the save; the checkpoint of this step is what a resume continues from.
-            control.should_evaluate = False
+            # The checkpoint of this step is what a resume continues from. An evaluation due now
+            # still runs first (the resumed attempt starts after this step and would never log it),
+            # except with save_strategy "best", where its outcome would decide, and could cancel,
+            # the save.
+            if args.save_strategy == "best":
+                control.should_evaluate = False
             self._stop_after_save(control)
         if not state.is_world_process_zero:
             return

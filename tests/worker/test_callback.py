@@ -87,6 +87,12 @@ def test_a_stop_request_saves_this_step_then_stops(sqlite_backend, setup):
     stop.set()
     control = TrainerControl(should_evaluate=True)
     callback.on_step_end(args, state_at(3), control)
+    # the evaluation due at this step still runs: a resumed attempt starts after it
+    assert (control.should_save, control.should_training_stop, control.should_evaluate) == (True, True, True)
+    best = TrainingArguments(output_dir=args.output_dir, report_to="none", eval_strategy="steps",
+                             save_strategy="best", metric_for_best_model="loss")
+    control = TrainerControl(should_evaluate=True)
+    callback.on_step_end(best, state_at(3), control)  # its outcome would decide the save: skipped
     assert (control.should_save, control.should_training_stop, control.should_evaluate) == (True, True, False)
 
     during_evaluation = TrainerControl()
