@@ -10,6 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -113,3 +114,22 @@ def output_folder(client, job: dict) -> Path:
     """The job's output folder on this machine (the API names folders only relative to it)."""
     [folder] = (client.backend.data_dir / "jobs").glob(f"tenant-*/{job['spec']['output_dir']}")
     return folder
+
+
+def start_up(data_dir: Path, port: int, **popen) -> subprocess.Popen:
+    """`traindock up` on `port` with only `data_dir` set (as on a fresh machine), once /health
+    answers; `popen`: where its output goes, its working folder."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TRAINDOCK_")}
+    env["TRAINDOCK_DATA_DIR"] = str(data_dir)
+    up = subprocess.Popen([sys.executable, "-m", "traindock.cli", "up", "--port", str(port)], env=env, **popen)
+    up.env = env
+    deadline = time.monotonic() + 60
+    while True:
+        if up.poll() is not None or time.monotonic() > deadline:
+            up.kill()
+            pytest.fail("traindock up did not serve")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return up
+        except httpx.HTTPError:
+            time.sleep(0.2)

@@ -1,16 +1,14 @@
 """The README's "Use it with the OpenAI client" example runs as written against `traindock up`."""
 
-import os
 import re
 import signal
 import subprocess
 import sys
-import time
 
-import httpx
 import pytest
 
 from tests.conftest import REPO
+from tests.e2e.conftest import start_up
 from tests.integration.openai_server import free_port
 
 pytestmark = pytest.mark.e2e
@@ -27,21 +25,10 @@ def test_the_readme_openai_example_runs(tmp_path):
     data = tmp_path / ".traindock"
     build_tiny_model(data / "models" / "tiny-llama-demo")  # what `traindock demo` builds
     port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("TRAINDOCK_")}
-    env["TRAINDOCK_DATA_DIR"] = str(data)
-    up = subprocess.Popen([sys.executable, "-m", "traindock.cli", "up", "--port", str(port)], env=env, cwd=tmp_path,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    up = start_up(data, port, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert up.poll() is None and time.monotonic() < deadline, "traindock up did not serve"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
         code = readme_example().replace("127.0.0.1:8000", f"127.0.0.1:{port}")
-        run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+        run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=up.env, capture_output=True, text=True,
                              timeout=600)
     finally:
         up.send_signal(signal.SIGTERM)

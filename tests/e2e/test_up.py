@@ -1,16 +1,16 @@
 """`traindock up`, the README's run command: migrates, prints and saves a first key, serves the
 API with a worker, and leaves no process behind when stopped."""
 
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.e2e.conftest import start_up
 
 pytestmark = pytest.mark.e2e
 
@@ -38,19 +38,8 @@ def test_up_serves_with_a_first_key_and_stops_its_worker(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {key: value for key, value in os.environ.items() if not key.startswith("TRAINDOCK_")}
-    env["TRAINDOCK_DATA_DIR"] = str(tmp_path / "data")
-    up = subprocess.Popen([sys.executable, "-m", "traindock.cli", "up", "--port", str(port)], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    up = start_up(tmp_path / "data", port, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert up.poll() is None and time.monotonic() < deadline, "traindock up did not serve"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
         key = (tmp_path / "data" / "api-key").read_text().strip()
         assert oct((tmp_path / "data" / "api-key").stat().st_mode & 0o777) == "0o600"
         jobs = httpx.get(f"http://127.0.0.1:{port}/jobs", headers={"Authorization": f"Bearer {key}"})
