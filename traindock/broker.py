@@ -59,6 +59,7 @@ def make_celery(settings: Settings) -> Celery:
     )
     if settings.uses_filesystem_broker:
         folder = settings.broker_folder
+        app.conf.broker_transport = "traindock.fs_transport:Transport"
         app.conf.broker_transport_options = {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
