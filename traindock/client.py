@@ -1,7 +1,10 @@
 """The HTTP side of the client commands: requests, errors worth one line, pages and the stream."""
 
+import io
+import tarfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 
@@ -80,3 +83,41 @@ def follow(client: httpx.Client, job_id: int) -> Iterator[sse.StreamEvent]:
             if failures > RECONNECTS:
                 raise CliError(f"lost the stream of job {job_id} {RECONNECTS} times; try again") from None
             time.sleep(1)
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file object over a response's chunks, so tarfile can read the archive as it arrives."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self.chunks, self.rest = chunks, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if not self.rest:
+            self.rest = next(self.chunks, b"")
+        size = min(len(buffer), len(self.rest))
+        buffer[:size], self.rest = self.rest[:size], self.rest[size:]
+        return size
+
+
+def unpack(client: httpx.Client, path: str, folder: Path) -> list[str]:
+    """Stream the tar at `path` into `folder` (memory stays at one chunk); the archive's top-level
+    names. Only plain files and folders inside `folder` are written (tarfile's data filter)."""
+    with client.stream("GET", path, timeout=httpx.Timeout(30, read=300)) as response:
+        if response.is_error:
+            response.read()
+            check(response)
+        top = []
+        try:
+            with tarfile.open(fileobj=io.BufferedReader(_ChunkReader(response.iter_bytes())), mode="r|") as archive:
+                for member in archive:
+                    archive.extract(member, folder, filter="data")
+                    if "/" not in member.name:
+                        top.append(member.name)
+        except tarfile.TarError as error:
+            raise CliError(f"the download broke off ({error}); run it again") from None
+        except OSError as error:
+            raise CliError(f"cannot write into {folder}: {error.strerror or error}") from None
+        return top

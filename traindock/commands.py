@@ -12,7 +12,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from traindock.client import CliError, api, check, follow, pages
+from traindock.client import CliError, api, check, follow, pages, unpack
 from traindock.watch import JobView, show as show_live
 
 Url = Annotated[Optional[str], typer.Option("--url", help="API base URL (default TRAINDOCK_API_URL).")]
@@ -242,6 +242,25 @@ def metrics(job_id: JobArg, name: Annotated[Optional[list[str]], typer.Option(he
     console().print(table)
 
 
+def download(job_id: JobArg,
+             checkpoint: Annotated[Optional[int], typer.Option(help="A checkpoint's step (default: the final model).", min=0)] = None,
+             output: Annotated[Path, typer.Option("--output", "-o", help="Folder to unpack into (created if missing).")] = Path("."),
+             url: Url = None):
+    """Download the final model (or a checkpoint) and unpack it: <output>/job-<id>-final/."""
+    path = (f"/jobs/{job_id}/checkpoints/{checkpoint}/download" if checkpoint is not None
+            else f"/jobs/{job_id}/artifacts/final")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CliError(f"cannot create {output}: {error.strerror or error}") from None
+    with api(url) as client:
+        folders = unpack(client, path, output)
+    for folder in folders:
+        files = [p for p in (output / folder).rglob("*") if p.is_file()]
+        size = sum(p.stat().st_size for p in files)
+        print(f"{output / folder}: {len(files)} files, {size / 1e6:.1f} MB")
+
+
 def _control(job_id: int, action: str, url: str | None, json_: bool, body: dict | None = None) -> None:
     with api(url) as client:
         job = check(client.post(f"/jobs/{job_id}/{action}", json=body))
@@ -276,7 +295,7 @@ def resume(job_id: JobArg,
 def register(app: typer.Typer) -> None:
     app.add_typer(datasets, name="datasets")
     for command, name in ((submit, "submit"), (list_jobs, "list"), (show, "show"), (watch, "watch"),
-                          (logs, "logs"), (metrics, "metrics"), (cancel, "cancel"), (pause, "pause"),
+                          (logs, "logs"), (metrics, "metrics"), (download, "download"), (cancel, "cancel"), (pause, "pause"),
                           (resume, "resume")):
         app.command(name)(command)
 

@@ -206,7 +206,7 @@ def issue_key(url: str) -> str:
     return key
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Cluster:
     if not (PG_BIN / "initdb").exists() or shutil.which("redis-server") is None:
         pytest.skip("the chaos suite needs PostgreSQL's initdb/pg_ctl and redis-server")
@@ -236,7 +236,7 @@ def cluster(tmp_path_factory) -> Cluster:
         postgres.remove()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dataset_id(cluster) -> int:
     with cluster.client() as client:
         body = "".join(json.dumps(row) + "\n" for row in DEMO_ROWS).encode()

@@ -11,8 +11,9 @@ import pytest
 
 from api.app import create_app
 from db.engine import session_scope
+from db.checkpoints import record_checkpoint
 from db.events import add_event
-from db.jobs import set_progress
+from db.jobs import set_progress, set_result
 from db.lifecycle import claim_run, finish_run
 from db.metrics import record_metric_points
 from db.runs import latest_run
@@ -222,3 +223,28 @@ def test_broken_pipe_and_ctrl_c_end_with_one_line(url, cli, dataset_file, tmp_pa
     watching.send_signal(signal.SIGINT)
     assert watching.wait(timeout=60) == 130
     assert watching.stderr.read() == "interrupted\n"
+
+
+def test_download_unpacks_the_final_model_and_a_checkpoint(cli, dataset_file, tmp_path):
+    cli("datasets", "upload", str(dataset_file))
+    cli("submit", str(spec_file(tmp_path, 1)))
+    output = get_settings().data_dir / "jobs" / "tenant-1" / "job-1"
+    final, checkpoint = output / "final", output / "checkpoint-2"
+    (final / "nested").mkdir(parents=True)
+    (final / "adapter_model.safetensors").write_bytes(bytes(range(256)) * 5000)
+    (final / "nested" / "tokenizer.json").write_text('{"x": 1}')
+    checkpoint.mkdir()
+    (checkpoint / "trainer_state.json").write_text("{}")
+    job_with_history(1)
+    with session_scope() as session:
+        record_checkpoint(session, 1, latest_run(session, 1).id, 2, str(checkpoint), {"loss": 1.0})
+        set_result(session, 1, {"final_model_path": str(final)})
+    code, out, _ = cli("download", "1", "-o", str(tmp_path / "got"))
+    assert code == 0 and "job-1-final: 2 files" in out
+    unpacked = tmp_path / "got" / "job-1-final"
+    assert (unpacked / "adapter_model.safetensors").read_bytes() == (final / "adapter_model.safetensors").read_bytes()
+    assert (unpacked / "nested" / "tokenizer.json").read_text() == '{"x": 1}'
+    assert cli("download", "1", "--checkpoint", "2", "-o", str(tmp_path / "got"))[0] == 0
+    assert (tmp_path / "got" / "job-1-checkpoint-2" / "trainer_state.json").read_text() == "{}"
+    code, _, err = cli("download", "1", "--checkpoint", "7", "-o", str(tmp_path / "got"))
+    assert code == 1 and err.startswith("error 404")
