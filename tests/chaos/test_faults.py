@@ -19,10 +19,11 @@ from tests.chaos.conftest import figure, job_spec, wait_until
 pytestmark = pytest.mark.chaos
 
 FINISHED = {"succeeded", "failed", "cancelled"}
-LONG = {"max_steps": 40, "save_steps": 1000}  # no periodic checkpoint: only a stop writes one
-# Long enough in time that the training process is still at work when the 3 s restart ends, even
-# on an idle machine (a tiny-model step takes a few tens of milliseconds there).
-OUTAGE_RUN = {"max_steps": 300, "save_steps": 1000}
+# Long enough in time that a fault seen through the API (progress is written once a second) still
+# lands mid-run on an idle machine, where a tiny-model step takes a few tens of milliseconds. No
+# periodic checkpoint: only a stop writes one.
+LONG = {"max_steps": 200, "save_steps": 1000}
+OUTAGE_RUN = {"max_steps": 300, "save_steps": 1000}  # also outlasts the 3 s restart
 
 
 def get_job(client, job_id: int) -> dict:
