@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from db.clock import database_now
 from db.hooks import after_commit
 from db.models import Event, Job, WebhookDelivery, WebhookEndpoint, utcnow
 
@@ -79,9 +80,10 @@ def record_deliveries(session: Session, event: Event) -> list[WebhookDelivery]:
     event.created_at = event.created_at or utcnow()
     session.flush()
     payload = event_payload(event, webhook_type)
+    due = database_now(session)  # the clock the sender's claim compares with
     deliveries = [WebhookDelivery(endpoint_id=endpoint.id, job_id=event.job_id, event_id=event.id,
                                   event_type=webhook_type, payload=payload, status=PENDING, attempts=[],
-                                  next_attempt_at=event.created_at, created_at=event.created_at)
+                                  next_attempt_at=due, created_at=event.created_at)
                   for endpoint in endpoints]
     session.add_all(deliveries)
     session.flush()
