@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from db.models import Event
 from db.sequence import next_seq
+from db.webhooks import record_deliveries
 
 # One per logged training step (db/metrics.py): what OpenAI's metrics events show. The native
 # events list leaves them out (GET /jobs/{id}/metrics has the points).
@@ -25,6 +26,7 @@ def add_event(
     event = Event(job_id=job_id, run_id=run_id, type=type, message=message, data=data,
                   seq=next_seq(session, job_id))
     session.add(event)
+    record_deliveries(session, event)
     return event
 
 

@@ -192,3 +192,49 @@ class Checkpoint(Base):
     is_best: Mapped[bool] = mapped_column(default=False)
     deleted: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookEndpoint(TimestampMixin, Base):
+    """Where a tenant wants job events delivered, signed with its secret (Standard Webhooks)."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    url: Mapped[str] = mapped_column(Text)
+    event_types: Mapped[list[str]] = mapped_column(JSON)
+    secret: Mapped[str] = mapped_column(String(64))
+    # After a rotation that keeps the old secret for a while, deliveries are signed with both.
+    previous_secret: Mapped[str | None] = mapped_column(String(64))
+    previous_secret_until: Mapped[datetime | None]
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint: the queue of deliveries is this table (db/webhooks.py). The
+    payload is fixed when the event is written, so every attempt sends the same bytes and id.
+    Job and event are plain numbers: deleting a job leaves its pending notifications."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        # The head of an (endpoint, job) chain: deliveries of one job to one endpoint go in order.
+        Index("ix_webhook_deliveries_chain", "endpoint_id", "job_id", "status"),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    job_id: Mapped[int] = mapped_column(IdType)
+    event_id: Mapped[int | None] = mapped_column(IdType)
+    event_type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]]
+    # pending (to send or retry), succeeded, failed (given up after webhook_retry_for_s).
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    next_attempt_at: Mapped[datetime]
+    # When its broker message last went out (None: not sent for the coming attempt), and until
+    # when a sender holds it (db/webhooks.py claim_delivery).
+    dispatched_at: Mapped[datetime | None]
+    leased_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]

@@ -86,7 +86,8 @@ def truncate_postgres(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as connection:
         connection.execute(text(
-            "TRUNCATE metric_points, checkpoints, events, runs, jobs, datasets, api_keys, tenants "
+            "TRUNCATE webhook_deliveries, webhook_endpoints, metric_points, checkpoints, events, runs, jobs, datasets, "
+            "api_keys, tenants "
             "RESTART IDENTITY CASCADE"
         ))
     engine.dispose()

@@ -10,6 +10,11 @@ from celery import Celery
 from traindock.settings import Settings, get_settings
 
 RUN_JOB_TASK = "traindock.run_job"
+DELIVER_WEBHOOK_TASK = "traindock.deliver_webhook"
+# Webhook deliveries have a queue of their own, consumed by a thread-pool worker beside each GPU
+# worker (`traindock worker` starts one), so no receiver waits for a training job, and no
+# training job for a receiver.
+WEBHOOK_QUEUE = "webhooks"
 
 
 def run_task_id(run_id: int) -> str:
@@ -19,6 +24,10 @@ def run_task_id(run_id: int) -> str:
 
 def send_run(app: Celery, run_id: int, queue: str) -> None:
     app.send_task(RUN_JOB_TASK, args=[run_id], queue=queue, task_id=run_task_id(run_id))
+
+
+def send_delivery(app: Celery, delivery_id: int) -> None:
+    app.send_task(DELIVER_WEBHOOK_TASK, args=[delivery_id], queue=WEBHOOK_QUEUE)
 
 
 def queued_task_ids(app: Celery, queue: str) -> set[str] | None:

@@ -45,23 +45,40 @@ def serve_api(host: Host = "127.0.0.1", port: Port = 8000, workers: Workers = 1)
 
 @app.command("worker")
 def run_worker(
-    queues: Annotated[Optional[str], typer.Option(help="Comma-separated queues (default: the default queue).")] = None,
+    queues: Annotated[Optional[str], typer.Option(help="Comma-separated queues (default: the default queue); "
+                                                  "'webhooks' alone: only the webhook sender.")] = None,
     concurrency: Annotated[int, typer.Option(help="Jobs at once; one per GPU.", min=1)] = 1,
     gpus: Annotated[Optional[str], typer.Option(help="GPU indices the jobs may use (sets CUDA_VISIBLE_DEVICES).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Worker name (default traindock@<host>).")] = None,
+    webhooks: Annotated[bool, typer.Option(help="Start a webhook sender (queue 'webhooks') beside the worker.")] = True,
     loglevel: str = "info",
 ) -> None:
-    """Run a GPU worker: one training job at a time per worker."""
+    """Run a GPU worker: one training job at a time per worker (and a webhook sender beside it)."""
     if gpus is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus
+    from traindock.broker import WEBHOOK_QUEUE
+    from traindock.lifetime import die_with_parent
     from traindock.settings import get_settings
-    from worker.celery_app import app as celery
+    from worker.celery_app import SENDS_WEBHOOKS_ONLY, app as celery
 
     settings = get_settings()
     settings.ensure_dirs()
+    hostname = name or "traindock@%h"
+    if queues == WEBHOOK_QUEUE:
+        SENDS_WEBHOOKS_ONLY.set()
+        # Threads: a send waits on the network, at most webhook_timeout_s each.
+        celery.worker_main(["worker", "--queues", WEBHOOK_QUEUE, "--concurrency", str(max(concurrency, 4)),
+                            "--pool", "threads", "--loglevel", loglevel, "--hostname", hostname,
+                            "--without-gossip", "--without-mingle"])
+        return
+    if webhooks:
+        # Dies with this worker, which also passes its warm or cold shutdown on (worker/drain.py).
+        subprocess.Popen([sys.executable, "-m", "traindock.cli", "worker", "--queues", WEBHOOK_QUEUE,
+                          "--loglevel", loglevel, "--name", f"webhooks-{hostname}"],
+                         preexec_fn=die_with_parent(signal.SIGTERM))
     celery.worker_main([
         "worker", "--queues", queues or settings.default_queue, "--concurrency", str(concurrency),
-        "--pool", "prefork", "--loglevel", loglevel, "--hostname", name or "traindock@%h",
+        "--pool", "prefork", "--loglevel", loglevel, "--hostname", hostname,
         "--without-gossip", "--without-mingle",
     ])
 

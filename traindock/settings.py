@@ -84,6 +84,21 @@ class Settings(BaseSettings):
         "briefly). Default: api_threads, one per request in progress."
     )
 
+    webhook_allow_private_urls: bool = Field(
+        False, description="Let webhook endpoints use http:// and loopback, private or link-local addresses "
+        "(local testing only: a tenant could otherwise reach the service's own network)."
+    )
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, le=60, description="Longest a webhook delivery may take, connecting (at most 3 s) included."
+    )
+    webhook_retry_base_s: float = Field(
+        10.0, gt=0, description="Delay after a webhook delivery's first failed attempt; it doubles after each "
+        "further failure, up to 1440 times this (4 hours by default)."
+    )
+    webhook_retry_for_s: float = Field(
+        86400.0, gt=0, description="How long a webhook delivery is retried before it is given up."
+    )
+
     def hub_namespace(self, tenant: str) -> str | None:
         pattern = self.hub_namespaces.get(tenant, self.hub_namespaces.get("*"))
         return pattern.replace("{tenant}", tenant) if pattern else None

@@ -1,5 +1,8 @@
 """The worker's Celery app: the shared configuration plus the tasks, the watch for lost
-attempts that every worker runs, and no prefetch on every broker."""
+attempts that every worker runs (the webhook sender's watch for due deliveries instead), and no
+prefetch on every broker."""
+
+import threading
 
 from celery import bootsteps
 from celery.signals import worker_ready, worker_shutting_down
@@ -10,6 +13,8 @@ from traindock.settings import get_settings
 
 app = make_celery(get_settings())
 app.conf.include = ["worker.tasks"]
+# Set by `traindock worker --queues webhooks` before it starts this process's worker.
+SENDS_WEBHOOKS_ONLY = threading.Event()
 
 
 class NoPrefetch(bootsteps.StartStopStep):
@@ -36,6 +41,11 @@ app.steps["consumer"].add(NoPrefetch)
 
 @worker_ready.connect
 def _watch_for_lost_runs(sender=None, **_kwargs) -> None:
+    if SENDS_WEBHOOKS_ONLY.is_set():
+        from worker.webhooks import start_webhook_loop
+
+        start_webhook_loop()
+        return
     from worker.recovery import start_recovery_thread
 
     start_recovery_thread()

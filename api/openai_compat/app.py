@@ -3,15 +3,15 @@ run before it."""
 
 from fastapi import FastAPI
 
-from api.openai_compat import files, fine_tuning, models
+from api.openai_compat import files, fine_tuning, models, webhooks
 from api.openai_compat.errors import HANDLERS
 
 
 def create_v1_app() -> FastAPI:
     app = FastAPI(title="traindock OpenAI-compatible API", version="0.1.0",
-                  description="The `openai` client's files, fine_tuning.jobs and models calls.")
+                  description="The `openai` client's files, fine_tuning.jobs, models and webhooks calls.")
     for exception, handler in HANDLERS.items():
         app.add_exception_handler(exception, handler)
-    for module in (files, fine_tuning, models):
+    for module in (files, fine_tuning, models, webhooks):
         app.include_router(module.router)
     return app

@@ -1,9 +1,9 @@
 """OpenAI-style string ids over traindock's integer ids: `file-12`, `ftjob-3`, `ftevent-40`,
-`ftckpt-7`. A malformed id names nothing (404), as an unknown one does."""
+`ftckpt-7`, `we-2` (webhook endpoints). A malformed id names nothing (404), as an unknown one does."""
 
 from jobspec.model import MAX_ID
 
-FILE, JOB, EVENT, CHECKPOINT = "file", "ftjob", "ftevent", "ftckpt"
+FILE, JOB, EVENT, CHECKPOINT, WEBHOOK_ENDPOINT = "file", "ftjob", "ftevent", "ftckpt", "we"
 
 
 def encode(prefix: str, number: int) -> str:

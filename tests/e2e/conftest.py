@@ -116,11 +116,12 @@ def output_folder(client, job: dict) -> Path:
     return folder
 
 
-def start_up(data_dir: Path, port: int, **popen) -> subprocess.Popen:
-    """`traindock up` on `port` with only `data_dir` set (as on a fresh machine), once /health
-    answers; `popen`: where its output goes, its working folder."""
+def start_up(data_dir: Path, port: int, settings: dict[str, str] | None = None, **popen) -> subprocess.Popen:
+    """`traindock up` on `port` with only `data_dir` (and `settings`) set (as on a fresh machine),
+    once /health answers; `popen`: where its output goes, its working folder."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("TRAINDOCK_")}
     env["TRAINDOCK_DATA_DIR"] = str(data_dir)
+    env.update(settings or {})
     up = subprocess.Popen([sys.executable, "-m", "traindock.cli", "up", "--port", str(port)], env=env, **popen)
     up.env = env
     deadline = time.monotonic() + 60

@@ -9,7 +9,8 @@ from db.engine import get_engine
 from db.models import Base
 from tests.conftest import alembic_config
 
-TABLES = {"datasets", "jobs", "runs", "events", "metric_points", "checkpoints"}
+TABLES = {"datasets", "jobs", "runs", "events", "metric_points", "checkpoints", "webhook_endpoints",
+          "webhook_deliveries"}
 
 
 def test_migrations_go_down_and_up_and_match_the_models(backend):

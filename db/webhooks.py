@@ -1,0 +1,94 @@
+"""Webhook endpoints, and the deliveries a job event owes them.
+
+`add_event` (db/events.py) calls `record_deliveries` in the event's own transaction: one delivery
+row per subscribed endpoint, with the payload fixed now, so an event that commits is never without
+its deliveries and a rolled-back one has none. The rows are the queue (db/webhook_deliveries.py);
+the broker message that asks a sender to deliver goes out after the commit (db/outbox.py)."""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.clock import database_now
+from db.hooks import after_commit
+from db.models import Event, Job, WebhookDelivery, WebhookEndpoint, utcnow
+
+# Job event type -> the webhook event type endpoints subscribe to. The first three are OpenAI's
+# fine-tuning webhook events; the rest are traindock's own, named alike.
+EVENT_TYPES = {
+    "job.succeeded": "fine_tuning.job.succeeded",
+    "job.failed": "fine_tuning.job.failed",
+    "job.cancelled": "fine_tuning.job.cancelled",
+    "job.running": "fine_tuning.job.running",
+    "job.paused": "fine_tuning.job.paused",
+    "checkpoint.saved": "fine_tuning.job.checkpoint.saved",
+}
+WEBHOOK_EVENT_TYPES = tuple(EVENT_TYPES.values())
+PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
+
+
+def webhook_event_type(name: str) -> str | None:
+    """The webhook event type `name` means: its own name, or the job event's (`job.running`)."""
+    return name if name in WEBHOOK_EVENT_TYPES else EVENT_TYPES.get(name)
+
+
+def get_endpoint(session: Session, endpoint_id: int | None, tenant_id: int) -> WebhookEndpoint | None:
+    """Another tenant's endpoint is None, as an unknown one."""
+    endpoint = session.get(WebhookEndpoint, endpoint_id) if endpoint_id else None
+    return endpoint if endpoint is not None and endpoint.tenant_id == tenant_id else None
+
+
+def list_endpoints(session: Session, tenant_id: int, *, before: int | None, limit: int) -> list[WebhookEndpoint]:
+    """Newest first."""
+    query = select(WebhookEndpoint).where(WebhookEndpoint.tenant_id == tenant_id)
+    if before is not None:
+        query = query.where(WebhookEndpoint.id < before)
+    return list(session.scalars(query.order_by(WebhookEndpoint.id.desc()).limit(limit)))
+
+
+def signing_secrets(endpoint: WebhookEndpoint, now: datetime) -> list[str]:
+    """The secrets a delivery is signed with now: the current one, and the previous one while a
+    rotation keeps it valid."""
+    keep_previous = endpoint.previous_secret and endpoint.previous_secret_until and endpoint.previous_secret_until > now
+    return [endpoint.secret, endpoint.previous_secret] if keep_previous else [endpoint.secret]
+
+
+def event_payload(event: Event, webhook_type: str) -> dict[str, Any]:
+    """OpenAI's webhook event object; `data.id` is the job's OpenAI-style id (as /v1 names it)."""
+    details = event.data or {}
+    data: dict[str, Any] = {"id": f"ftjob-{event.job_id}", "job_id": event.job_id}
+    for source, target in (("to", "status"), ("attempt", "attempt"), ("error", "error"), ("step", "step")):
+        if details.get(source) is not None:
+            data[target] = details[source]
+    created = event.created_at or utcnow()
+    return {"id": f"evt_{event.id}", "object": "event", "created_at": int(created.timestamp()),
+            "type": webhook_type, "data": data}
+
+
+def record_deliveries(session: Session, event: Event) -> list[WebhookDelivery]:
+    """A delivery of `event` for each of its job's tenant's endpoints subscribed to it."""
+    webhook_type = EVENT_TYPES.get(event.type)
+    if webhook_type is None:
+        return []
+    endpoints = [endpoint for endpoint in session.scalars(
+        select(WebhookEndpoint).join(Job, Job.tenant_id == WebhookEndpoint.tenant_id).where(Job.id == event.job_id)
+    ) if webhook_type in endpoint.event_types]
+    if not endpoints:
+        return []
+    event.created_at = event.created_at or utcnow()
+    session.flush()
+    payload = event_payload(event, webhook_type)
+    due = database_now(session)  # the clock the sender's claim compares with
+    deliveries = [WebhookDelivery(endpoint_id=endpoint.id, job_id=event.job_id, event_id=event.id,
+                                  event_type=webhook_type, payload=payload, status=PENDING, attempts=[],
+                                  next_attempt_at=due, created_at=event.created_at)
+                  for endpoint in endpoints]
+    session.add_all(deliveries)
+    session.flush()
+    from db.outbox import dispatch_deliveries  # db.outbox sends runs too, and writes events
+
+    ids = [delivery.id for delivery in deliveries]
+    after_commit(session, lambda: dispatch_deliveries(ids))
+    return deliveries
