@@ -64,6 +64,10 @@ class JobSummaryOut(ORMModel):
 
 class JobOut(JobSummaryOut):
     spec: dict[str, Any] = Field(description="The normalized spec, as the worker receives it.")
+    stream_position: int = Field(
+        0, validation_alias=AliasChoices("stream_seq", "stream_position"),
+        description="The id of the job's latest stream event: send it as Last-Event-ID to "
+        "GET /jobs/{id}/stream for only what comes after this answer.")
 
 
 class JobListItem(JobSummaryOut):
