@@ -103,7 +103,11 @@ def preview_dataset(
     dataset = queries.get_dataset(session, dataset_id, tenant.id)
     if dataset is None:
         raise not_found("dataset", dataset_id)
-    return DatasetRows(rows=first_rows(Path(dataset.path), limit), total=dataset.rows)
+    try:
+        rows = first_rows(Path(dataset.path), limit)
+    except FileNotFoundError:  # removed from disk by hand
+        raise not_found("file of dataset", dataset_id) from None
+    return DatasetRows(rows=rows, total=dataset.rows)
 
 
 def first_rows(path: Path, limit: int) -> list[dict]:

@@ -162,7 +162,7 @@ export async function renderJob(main, jobId, signal) {
     ]);
     state.series.clear();
     metrics.items.forEach(addPoint);
-    state.events = events;
+    state.events = events.filter((event) => event.stream_id <= state.job.stream_position);  // the stream sends the rest
     state.checkpoints = checkpoints;
     drawJob(); drawCharts(); drawEvents(); drawCheckpoints();
     follow(`/jobs/${jobId}/stream`, { key: apiKey, lastEventId: state.job.stream_position, signal: followed.signal, onEvent });

@@ -71,6 +71,8 @@ def test_sign_in_train_watch_download_and_cancel(dashboard, worker, page):
     page.wait_for_selector('.page-head [data-status="succeeded"]', timeout=60_000)
     page.wait_for_selector('#checkpoints tr[data-step="40"]')
     page.wait_for_selector("#events >> text=job.succeeded")
+    events = page.locator("#events tbody code").all_inner_texts()
+    assert events.count("job.running") == 1 and events.count("checkpoint.saved") == 2, events
     page.click("#log-scale")
     screenshot(page, "3-job-succeeded")
     with page.expect_download() as downloaded:
