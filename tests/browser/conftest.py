@@ -26,8 +26,10 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 ARTIFACTS = REPO / "tests" / "artifacts"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Module scope, not session: Playwright's sync API keeps an event loop running in the main
+    thread while it is open, which would break later tests that call asyncio.run()."""
     if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
         if os.environ.get("TRAINDOCK_SKIP_BROWSER_TESTS") == "1":
             pytest.skip(f"no Chromium at {CHROMIUM} (TRAINDOCK_SKIP_BROWSER_TESTS=1)")

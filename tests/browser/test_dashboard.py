@@ -11,8 +11,6 @@ from tests.browser.conftest import screenshot, sign_in
 from tests.e2e.test_training import DEMO_ROWS
 from tests.integration.conftest import jsonl
 
-pytestmark = pytest.mark.e2e
-
 
 def loss_points(page) -> int:
     """How many loss points the job page has drawn."""
@@ -20,6 +18,7 @@ def loss_points(page) -> int:
     return len(line.get_attribute("points").split()) if line.count() else 0
 
 
+@pytest.mark.e2e
 def test_sign_in_train_watch_download_and_cancel(dashboard, worker, page):
     with dashboard.client() as api:
         dataset = api.post("/datasets", files={"file": ("demo.jsonl", jsonl(DEMO_ROWS))}).json()
