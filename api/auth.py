@@ -10,15 +10,21 @@ from starlette.datastructures import Headers
 
 from api.key_cache import KeyCache
 from api.errors import unavailable_response
+from api.routes.ui import is_ui_path
 from db.engine import get_sessionmaker
 from db.retry import is_transient
 from db.models import Tenant
 from db.tenants import tenant_for_key
 
 UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
-# What answers without a key: liveness and the API's own description.
+# What answers without a key: liveness, the API's own description and the dashboard's files
+# (the page is public; each call it makes sends the key).
 OPENAI_PREFIX = "/v1/"
 PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or is_ui_path(path)
 
 
 def bearer_key(authorization: str) -> str:
@@ -54,13 +60,12 @@ class RequireApiKey:
     dependencies, so without this an anonymous client could make the server take in a whole
     upload, or see a body's validation errors, before `authenticate` answers 401."""
 
-    def __init__(self, app, cache_s: float, public_paths: frozenset[str] = PUBLIC_PATHS):
+    def __init__(self, app, cache_s: float):
         self.app = app
-        self.public_paths = public_paths
         self.cache = KeyCache(cache_s)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"] in self.public_paths:
+        if scope["type"] != "http" or is_public(scope["path"]):
             return await self.app(scope, receive, send)
         authorization = Headers(scope=scope).get("authorization", "")
         try:

@@ -66,6 +66,16 @@ class JobOut(JobSummaryOut):
     spec: dict[str, Any] = Field(description="The normalized spec, as the worker receives it.")
 
 
+class JobDetailOut(JobOut):
+    """GET /jobs/{id}: the job as read, with where its stream stood at that read (an answer to a
+    change would give the position before the change's own event)."""
+
+    stream_position: int = Field(
+        validation_alias=AliasChoices("stream_seq", "stream_position"),
+        description="The id of the job's latest stream event: send it as Last-Event-ID to "
+        "GET /jobs/{id}/stream for only what comes after this answer.")
+
+
 class JobListItem(JobSummaryOut):
     spec: dict[str, Any] | None = Field(None, description="The normalized spec: only with ?include=spec.")
 
@@ -82,6 +92,8 @@ class EventOut(ORMModel):
     message: str
     data: dict[str, Any] | None
     created_at: datetime
+    stream_id: int = Field(0, validation_alias=AliasChoices("seq", "stream_id"),
+                           description="Its id in GET /jobs/{id}/stream (compare with the job's stream_position).")
 
     @field_validator("data")
     @classmethod

@@ -1,12 +1,13 @@
-"""Dataset uploads (JSONL), listing, lookup and deletion."""
+"""Dataset uploads (JSONL), listing, lookup, a preview of the first rows and deletion."""
 
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, Response, UploadFile
+from fastapi import APIRouter, File, Query, Response, UploadFile
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.dataset_upload import UploadRejected, store_dataset
 from api.auth import CurrentTenant
@@ -86,6 +87,39 @@ def get_dataset(dataset_id: DatasetId, tenant: CurrentTenant, session: SessionDe
     if dataset is None:
         raise not_found("dataset", dataset_id)
     return dataset
+
+
+class DatasetRows(BaseModel):
+    rows: list[dict] = Field(description="The first rows, as stored (JSON arrays are stored as JSONL).")
+    total: int = Field(description="How many rows the dataset has.")
+
+
+@router.get("/{dataset_id}/rows", response_model=DatasetRows, responses=NOT_FOUND)
+def preview_dataset(
+    dataset_id: DatasetId, tenant: CurrentTenant, session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100, description="How many rows from the start.")] = 10,
+):
+    """The first rows of a dataset, for a look at what it holds."""
+    dataset = queries.get_dataset(session, dataset_id, tenant.id)
+    if dataset is None:
+        raise not_found("dataset", dataset_id)
+    try:
+        rows = first_rows(Path(dataset.path), limit)
+    except FileNotFoundError:  # removed from disk by hand
+        raise not_found("file of dataset", dataset_id) from None
+    return DatasetRows(rows=rows, total=dataset.rows)
+
+
+def first_rows(path: Path, limit: int) -> list[dict]:
+    """The stored JSONL's first rows (blank lines, which the upload allows, skipped)."""
+    rows = []
+    with path.open("rb") as lines:
+        for line in lines:
+            if line.strip():
+                rows.append(json.loads(line))
+                if len(rows) == limit:
+                    break
+    return rows
 
 
 @router.delete("/{dataset_id}", status_code=204,

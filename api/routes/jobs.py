@@ -21,6 +21,7 @@ from api.pagination import CursorQuery, LimitQuery, Page, next_cursor
 from api.schemas import (
     CheckpointOut,
     EventOut,
+    JobDetailOut,
     JobId,
     JobListItem,
     JobOut,
@@ -130,7 +131,7 @@ def list_jobs(
                 next_cursor=next_cursor(jobs, limit, lambda job: job.id))
 
 
-@router.get("/{job_id}", response_model=JobOut, responses=NOT_FOUND)
+@router.get("/{job_id}", response_model=JobDetailOut, responses=NOT_FOUND)
 def get_job(job_id: JobId, tenant: CurrentTenant, session: SessionDep):
     return _job_or_404(session, job_id, tenant)
 

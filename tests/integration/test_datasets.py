@@ -1,11 +1,12 @@
-"""Dataset upload, detection, line errors, listing and deletion, on both backends."""
+"""Dataset upload, detection, line errors, listing, preview and deletion, on both backends."""
 
 import hashlib
 import json
 
 import pytest
+from fastapi.testclient import TestClient
 
-from tests.integration.conftest import ALPACA_ROWS, jsonl, make_spec
+from tests.integration.conftest import ALPACA_ROWS, authorized, issue, jsonl, make_spec
 
 
 def upload(client, content: bytes, name: str = "data.jsonl"):
@@ -184,3 +185,18 @@ def test_bad_chat_messages_are_422(client, message, reason):
     response = upload(client, jsonl([row]))
     assert response.status_code == 422
     assert reason in response.json()["detail"][0]["msg"]
+
+
+def test_rows_previews_the_first_rows_as_stored(client, backend):
+    rows = [{"text": f"row {i}"} for i in range(7)]
+    dataset = upload(client, b"\n" + jsonl(rows[:3]) + b"\n" + jsonl(rows[3:])).json()
+    preview = client.get(f"/datasets/{dataset['id']}/rows", params={"limit": 5})
+    assert preview.status_code == 200, preview.text
+    assert preview.json() == {"rows": rows[:5], "total": 7}
+    assert client.get(f"/datasets/{dataset['id']}/rows").json()["rows"] == rows  # default 10
+    for limit in (0, 101):
+        refused = client.get(f"/datasets/{dataset['id']}/rows", params={"limit": limit})
+        assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["query", "limit"]
+    assert client.get(f"/datasets/{dataset['id'] + 1}/rows").status_code == 404
+    other = TestClient(client.app, headers=authorized(issue("other")))
+    assert other.get(f"/datasets/{dataset['id']}/rows").status_code == 404

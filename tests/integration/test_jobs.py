@@ -33,7 +33,9 @@ def test_post_job_stores_it_and_sends_a_task_to_its_queue(client, backend, datas
     [message] = queued_messages(backend)
     assert message["headers"]["task"] == "traindock.run_job"
     assert message["headers"]["id"] == f"run-{job['id']}" or message["headers"]["id"].startswith("run-")
-    assert client.get(f"/jobs/{job['id']}").json() == job
+    shown = client.get(f"/jobs/{job['id']}").json()
+    assert shown.pop("stream_position") == 1  # the job.queued event
+    assert shown == job
 
 
 def test_resources_queue_routes_the_task(client, backend, dataset):

@@ -21,6 +21,7 @@ from tests.conftest import REPO
 from tests.integration.conftest import ALPACA_ROWS, authorized, issue, jsonl, make_spec
 
 DOCS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+UI = {"/ui", "/ui/", "/ui/{name}"}  # the dashboard's files: every call the page makes sends the key
 KNOWN = {"/health", "/schema/job-spec", "/datasets", "/datasets/{dataset_id}", "/jobs", "/jobs/validate",
          "/jobs/{job_id}", "/jobs/{job_id}/events", "/jobs/{job_id}/metrics", "/jobs/{job_id}/checkpoints",
          "/jobs/{job_id}/cancel", "/jobs/{job_id}/resume"}
@@ -47,7 +48,7 @@ def filled(path: str) -> str:
     return re.sub(r"\{[^}]+\}", "1", path)
 
 
-def test_every_route_but_health_and_the_docs_needs_a_key(sqlite_backend):
+def test_every_route_but_health_the_docs_and_the_dashboard_needs_a_key(sqlite_backend):
     app = create_app()
     served = routes(app)
     assert KNOWN <= {path for _, path in served}, served  # the enumeration sees every router
@@ -59,9 +60,9 @@ def test_every_route_but_health_and_the_docs_needs_a_key(sqlite_backend):
                 public.add(path)
             else:
                 assert response.headers["www-authenticate"] == "Bearer", (method, path)
-        assert public == DOCS | {"/health"}
-        assert PUBLIC_PATHS == public
-        for path in public - {"/docs/oauth2-redirect"}:
+        assert public == DOCS | {"/health"} | UI
+        assert PUBLIC_PATHS | UI == public
+        for path in public - {"/docs/oauth2-redirect", "/ui/{name}"}:
             assert anonymous.get(path).status_code == 200, path
 
 
@@ -102,7 +103,7 @@ def bad_credentials(valid: str, revoked: str) -> dict[str, dict[str, str | bytes
 def test_bad_credentials_are_401_with_www_authenticate_on_every_endpoint(backend):
     valid, revoked = issue("acme"), revoked_key("acme")
     app = create_app()
-    guarded = [(m, filled(p)) for m, p in routes(app) if p not in PUBLIC_PATHS]
+    guarded = [(m, filled(p)) for m, p in routes(app) if p not in PUBLIC_PATHS | UI]
     assert len(guarded) >= 13
     with TestClient(app) as anonymous:
         for case, headers in bad_credentials(valid, revoked).items():

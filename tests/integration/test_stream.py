@@ -129,6 +129,29 @@ def test_reconnect_with_last_event_id_misses_nothing_and_repeats_nothing(api):
     assert replay(url, key, job_id, last_id=full[-1].id) == []
 
 
+def test_the_jobs_stream_position_opens_the_stream_after_what_the_answer_showed(api):
+    """The dashboard reads the job, its series and its events, then follows the stream from the
+    job's `stream_position`: it gets exactly what was written after that read, and an event's
+    `stream_id` tells which listed events the stream will send again."""
+    url, key = api
+    job_id = new_job(url, key)
+    change_status(job_id, JobStatus.RUNNING)
+    metrics(job_id, 1, 2.0)
+    progress(job_id, 1)
+    with httpx.Client(base_url=url, headers=authorized(key)) as client:
+        position = client.get(f"/jobs/{job_id}").json()["stream_position"]
+    metrics(job_id, 2, 1.5)
+    change_status(job_id, JobStatus.SUCCEEDED)
+    full = replay(url, key, job_id)
+    assert position == max(e.id for e in full if e.type == "progress")
+    after = replay(url, key, job_id, last_id=position)
+    assert [(e.id, e.type, e.data) for e in after] == [(e.id, e.type, e.data) for e in full if e.id > position]
+    assert [e.type for e in after] == ["metrics", "status"]
+    with httpx.Client(base_url=url, headers=authorized(key)) as client:
+        listed = client.get(f"/jobs/{job_id}/events").json()["items"]
+    assert [e["stream_id"] for e in listed] == [e.id for e in full if e.type == "status"]
+
+
 def test_a_long_replay_is_read_in_slices_without_gaps(api, monkeypatch):
     monkeypatch.setattr(stream_follower, "MAX_SEQS_PER_POLL", 2)
     test_reconnect_with_last_event_id_misses_nothing_and_repeats_nothing(api)
