@@ -17,6 +17,7 @@ from api.errors import AUTHENTICATED, NOT_FOUND, Message, body_problems, conflic
 from api.job_control import ResumeRequest, cancel_job, pause_job, resume_job
 from api.job_service import all_problems, request_hash, submit_job
 from api.memory_estimate import model_memory_estimate
+from api.worker_fit import worker_fit
 from api.pagination import CursorQuery, LimitQuery, Page, next_cursor
 from api.schemas import (
     CheckpointOut,
@@ -94,8 +95,8 @@ def validate_job(
     tenant: CurrentTenant, session: SessionDep, settings: SettingsDep,
     body: Annotated[dict[str, Any], Body(description="A job spec, as for POST /jobs.")],
 ):
-    """Dry run: the normalized spec, the errors POST /jobs would give, tuning warnings and
-    estimates from the dataset's row count and, from the base model's config.json, of peak GPU
+    """Dry run: the normalized spec, the errors POST /jobs would give, tuning warnings (and
+    what the queue's live workers cannot do, or that it has none) and estimates from the dataset's row count and, from the base model's config.json, of peak GPU
     memory. Nothing is stored."""
     try:
         spec = JobSpec.model_validate(body)
@@ -108,7 +109,7 @@ def validate_job(
         valid=not errors,
         spec=spec.model_dump(mode="json"),
         errors=errors,
-        warnings=tuning_warnings(spec),
+        warnings=tuning_warnings(spec) + worker_fit(session, settings, spec)[1],
         estimates={**estimate(spec, dataset.rows), "memory": model_memory_estimate(spec, settings)} if dataset else None,
     )
 
