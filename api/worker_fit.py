@@ -24,7 +24,7 @@ def _warning(field: str, msg: str) -> dict[str, str]:
 
 def _gpu_names(workers: list[Worker]) -> str:
     names = sorted({gpu["name"] for worker in workers for gpu in worker.gpus})
-    return ", ".join(names) if names else "none: CPU only"
+    return ", ".join(names) if names else "none, CPU only"
 
 
 def queue_of(spec: JobSpec, settings: Settings) -> str:
