@@ -95,9 +95,10 @@ def validate_job(
     tenant: CurrentTenant, session: SessionDep, settings: SettingsDep,
     body: Annotated[dict[str, Any], Body(description="A job spec, as for POST /jobs.")],
 ):
-    """Dry run: the normalized spec, the errors POST /jobs would give, tuning warnings (and
-    what the queue's live workers cannot do, or that it has none) and estimates from the dataset's row count and, from the base model's config.json, of peak GPU
-    memory. Nothing is stored."""
+    """Dry run: the normalized spec, the errors POST /jobs would give, warnings (tuning tips;
+    what only some of the queue's live workers can run, or that it has none) and estimates from
+    the dataset's row count and, from the base model's config.json, of peak GPU memory. Nothing
+    is stored."""
     try:
         spec = JobSpec.model_validate(body)
     except ValidationError as invalid:
