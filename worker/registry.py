@@ -103,14 +103,21 @@ def start_registry_thread(name: str, queues: list[str]) -> threading.Thread:
     return thread
 
 
-def mark_stopped(name: str) -> None:
+def mark_stopped(name: str, wait_s: float = 3.0) -> None:
     """A worker shutting down takes no more jobs: it is no longer live (its running jobs are
-    handed back by worker/drain.py)."""
+    handed back by worker/drain.py). Called from the shutdown signal handler, so it waits at
+    most `wait_s` for the database; unmarked, the worker looks gone after the stale interval."""
     STOPPING.set()
-    for thread in _threads:  # a registration under way must not undo the mark
-        thread.join(timeout=2)
-    try:
-        with session_scope() as session:
-            mark_worker_stopped(session, name, os.getpid())
-    except Exception:  # it will look gone after the stale interval anyway
-        log.warning("could not mark this worker stopped", exc_info=True)
+
+    def mark() -> None:
+        for thread in _threads:  # a registration under way must not undo the mark
+            thread.join(timeout=wait_s / 2)
+        try:
+            with session_scope() as session:
+                mark_worker_stopped(session, name, os.getpid())
+        except Exception:
+            log.warning("could not mark this worker stopped", exc_info=True)
+
+    marking = threading.Thread(target=mark, name="traindock-registry-stop", daemon=True)
+    marking.start()
+    marking.join(timeout=wait_s)
