@@ -126,9 +126,10 @@ def activation_bytes(config: dict, spec: JobSpec) -> int:
     return tokens * (kept * element + logits)
 
 
-def memory_estimate(config: dict, spec: JobSpec) -> dict:
+def memory_estimate(config: dict, spec: JobSpec, gpu: tuple[float, str] | None = None) -> dict:
     """{"parameters": {...}, "bytes": {...}, "peak_gib": ..., "notes": [...]}, or
-    {"unavailable": reason} for a model this estimate does not know."""
+    {"unavailable": reason} for a model this estimate does not know. `gpu`: (GB, what it is) of
+    the GPU to compare with when the spec gives no resources.gpu_memory_gb."""
     try:
         base = base_parameters(config)
         adapters = lora_parameters(config, spec) if spec.method != "full" else 0
@@ -160,13 +161,16 @@ def memory_estimate(config: dict, spec: JobSpec) -> dict:
     if spec.method == "qlora":
         estimate["notes"].append("qlora: 4-bit NF4 linear weights (about 0.52 byte each with their constants); "
                                  "embeddings, output layer and norms in fp32 (peft upcasts them)")
-    hint = spec.resources.gpu_memory_gb
+    hint, what = spec.resources.gpu_memory_gb, "resources.gpu_memory_gb"
+    if hint is None and gpu is not None:
+        hint, what = gpu
+        estimate["compared_with"] = f"{what}: {hint:g} GB"
     if hint is not None and parts["total"] > hint * 1e9:
-        estimate["suggestion"] = _suggestion(spec, parts, hint)
+        estimate["suggestion"] = _suggestion(spec, parts, hint, what)
     return estimate
 
 
-def _suggestion(spec: JobSpec, parts: dict, hint: float) -> str:
+def _suggestion(spec: JobSpec, parts: dict, hint: float, what: str) -> str:
     t = spec.training
     largest = max(("weights", "trainable_parameters", "gradients", "optimizer_state", "activations"),
                   key=parts.get)
@@ -181,5 +185,5 @@ def _suggestion(spec: JobSpec, parts: dict, hint: float) -> str:
         half = math.ceil(t.per_device_train_batch_size / 2)
         ways.append(f"lower per_device_train_batch_size to {half} and double gradient_accumulation_steps")
     advice = "; or ".join(ways) if ways else "use a GPU with more memory or a smaller base model"
-    return (f"the estimated peak of {parts['total'] / 1e9:.1f} GB exceeds resources.gpu_memory_gb "
+    return (f"the estimated peak of {parts['total'] / 1e9:.1f} GB exceeds {what} "
             f"{hint:g}; {largest.replace('_', ' ')} take the most: {advice}")

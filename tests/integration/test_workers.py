@@ -152,3 +152,28 @@ def test_a_restarted_worker_registers_afresh_and_a_stopped_one_stays_stopped(cli
     register("w@a", pid=2, gpus=[H100])  # the same name, a new process
     [queue] = client.get("/workers").json()["queues"]
     assert queue["live_workers"] == 1 and queue["gpus"][0]["name"] == H100["name"]
+
+
+def test_without_gpu_memory_gb_the_estimate_is_compared_with_the_queues_smallest_live_gpu(client, dataset):
+    import json
+
+    from tests.unit.test_jobspec_memory import LLAMA_2_7B
+    from traindock.settings import get_settings
+
+    folder = get_settings().effective_model_roots[0] / "llama-7b"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(LLAMA_2_7B))
+    register("h100@a", gpus=[H100], bitsandbytes="0.50.2")
+    register("t4@b", gpus=[T4], bitsandbytes="0.50.2")
+
+    def memory(**overrides) -> dict:
+        return validate(client, dataset["id"], base_model="llama-7b", data={"cutoff_len": 1024},
+                        training={"fp16": True, "per_device_train_batch_size": 1}, **overrides)["estimates"]["memory"]
+
+    lora = memory()  # 13.5 GB of fp16 weights and about 7 GB of activations: more than a T4 holds
+    assert "Tesla T4" in lora["compared_with"] and "15.8 GB" in lora["compared_with"]
+    assert "exceeds the smallest live GPU of queue 'gpu' (Tesla T4) 15.8;" in lora["suggestion"]
+    assert "use method 'qlora'" in lora["suggestion"]
+    assert "suggestion" not in memory(method="qlora")  # 4.5 GB of weights instead of 13.5
+    hinted = memory(resources={"gpu_memory_gb": 80})  # the spec's own figure wins
+    assert "compared_with" not in hinted and "suggestion" not in hinted
