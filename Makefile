@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 # The CPU wheel on CI machines; on a GPU machine the same pin installs the CUDA build.
 TORCH ?= torch==2.13.0
+# `make install EXTRAS=worker,test,gpu` adds bitsandbytes (method qlora) on a GPU machine.
+EXTRAS ?= worker,test
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -12,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet "$(TORCH)"
-	$(VENV)/bin/pip install --quiet -e ".[worker,test]"
+	$(VENV)/bin/pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
 install: $(VENV)/.installed

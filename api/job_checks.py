@@ -1,5 +1,6 @@
 """Checks of a spec that need the server: the tenant's dataset and earlier job, the model
-folder, the output folder, and what the server's settings allow."""
+folder, the output folder, what the server's settings allow, and whether the queue's live
+workers can run it (api/worker_fit.py)."""
 
 import re
 from typing import Any
@@ -8,6 +9,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from api.errors import problem
+from api.worker_fit import worker_fit
 from db.checkpoints import usable_checkpoint
 from db.datasets import get_dataset
 from db.jobs import get_job
@@ -38,6 +40,7 @@ def server_problems(session: Session, settings: Settings, tenant_id: int, spec: 
     problems += _resume_from_problems(session, tenant_id, spec)
     problems += _init_from_problems(session, tenant_id, spec)
     problems += _validation_dataset_problems(session, tenant_id, spec)
+    problems += worker_fit(session, settings, spec)[0]
     dataset = get_dataset(session, spec.dataset_id, tenant_id)
     if dataset is None:
         problems.append(problem(("dataset_id",), f"no dataset with id {spec.dataset_id}", "not_found"))

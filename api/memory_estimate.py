@@ -1,8 +1,10 @@
 """The memory estimate of POST /jobs/validate: the base model's config.json read as plain JSON (the
-API never imports torch or transformers), then jobspec.memory."""
+API never imports torch or transformers), then jobspec.memory; compared with the smallest GPU of
+the queue's live workers when the spec names no resources.gpu_memory_gb."""
 
 import json
 
+from db.models import Worker
 from jobspec import JobSpec, memory_estimate
 from traindock.paths import PathRefused, resolve_base_model
 from traindock.settings import Settings
@@ -10,7 +12,16 @@ from traindock.settings import Settings
 MAX_CONFIG_BYTES = 1 << 20
 
 
-def model_memory_estimate(spec: JobSpec, settings: Settings) -> dict:
+def smallest_live_gpu(workers: list[Worker], queue: str) -> tuple[float, str] | None:
+    """(GB, description) of the smallest GPU among `workers`, where the job may land."""
+    gpus = [gpu for worker in workers for gpu in worker.gpus]
+    if not gpus:
+        return None
+    gpu = min(gpus, key=lambda g: g["memory_bytes"])
+    return round(gpu["memory_bytes"] / 1e9, 1), f"the smallest live GPU of queue '{queue}' ({gpu['name']})"
+
+
+def model_memory_estimate(spec: JobSpec, settings: Settings, gpu: tuple[float, str] | None = None) -> dict:
     try:
         folder = resolve_base_model(spec.base_model, settings.effective_model_roots)
     except PathRefused:
@@ -27,4 +38,4 @@ def model_memory_estimate(spec: JobSpec, settings: Settings) -> dict:
         return {"unavailable": f"the base model's config.json cannot be read: {exc}"}
     if not isinstance(config, dict):
         return {"unavailable": "the base model's config.json is not a JSON object"}
-    return memory_estimate(config, spec)
+    return memory_estimate(config, spec, gpu)

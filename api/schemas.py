@@ -149,7 +149,8 @@ class ValidationReport(BaseModel):
     valid: bool
     spec: dict[str, Any] | None = Field(description="The normalized spec (when it parses).")
     errors: list[dict[str, Any]] = Field(description="Problems that would make POST /jobs answer 422.")
-    warnings: list[Warning] = Field(description="Advice from the tuning tips; never rejects.")
+    warnings: list[Warning] = Field(description="Advice from the tuning tips, and what only some (or, for a "
+                                    "queue without live workers, maybe none) of the queue's workers can run; never rejects.")
     estimates: dict[str, Any] | None = Field(
         description="Rows, batch and step counts for the dataset; `memory`: expected peak GPU memory "
         "(weights, trainable parameters, gradients, optimizer state, activations) from the base "

@@ -86,10 +86,11 @@ def callback_cost_per_step(job_id: int, run_id: int, step_s: float, calls: int =
 
     import worker.callback
     from worker.callback import ReportingCallback
+    from worker.reporting import Reporter
 
     clock = [0.0]
     worker.callback.time = SimpleNamespace(monotonic=lambda: clock[0])
-    callback = ReportingCallback(job_id, run_id, attempt=1, stop=threading.Event())
+    callback = ReportingCallback(Reporter(job_id, run_id, attempt=1), stop=threading.Event())
     args = TrainingArguments(output_dir=tempfile.mkdtemp(), report_to="none")
     state, control = TrainerState(max_steps=calls), TrainerControl()
     started = time.perf_counter()

@@ -238,3 +238,24 @@ class WebhookDelivery(Base):
     leased_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+
+
+class Worker(Base):
+    """A worker as it registered itself (worker/registry.py): what it consumes and can run. It
+    beats while it runs; one that stopped cleanly has `stopped_at`, one not seen for a heartbeat
+    timeout is not live (db/workers.py). The jobs it runs are its running runs (`Run.worker`)."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)  # Celery's hostname, as runs name it
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int]
+    queues: Mapped[list[str]] = mapped_column(JSON)
+    # [{"index", "name", "memory_bytes", "compute_capability": "8.0", "bf16": bool}]; [] on CPU.
+    gpus: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    integrations: Mapped[list[str]] = mapped_column(JSON)  # report_to names it can serve
+    versions: Mapped[dict[str, Any]]  # torch, transformers, peft, bitsandbytes (None: not installed)
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+    stopped_at: Mapped[datetime | None]

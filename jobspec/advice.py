@@ -19,7 +19,7 @@ def _learning_rate(spec: JobSpec) -> list[dict]:
     msg = f"learning_rate {lr:g} is outside 1e-5..1e-4, the usual range for fine-tuning an LLM"
     if lr < 1e-5:
         msg += "; too small a rate may under-train"
-    elif spec.method == "lora" and lr <= 5e-4:
+    elif spec.method in ("lora", "qlora") and lr <= 5e-4:
         msg += "; LoRA adapters are often trained a little higher (around 2e-4), so this may be fine"
     else:
         msg += "; too large a rate can make training unstable"

@@ -5,7 +5,9 @@ activations.
 Parameters, gradients and optimizer state are counted exactly for the decoders below, as the
 worker builds them (tests/worker/test_memory_estimate.py checks them against the real model):
 full fine-tuning loads fp32 weights, all trained; LoRA keeps the base in its stored dtype, frozen,
-and peft keeps the adapters in fp32; every trainable parameter has an fp32 gradient. Activations
+and peft keeps the adapters in fp32; every trainable parameter has an fp32 gradient. QLoRA stores
+the decoder layers' linear weights in 4-bit NF4 (half a byte each, plus their double-quantized
+block constants) and, after peft's prepare_model_for_kbit_training, everything else in fp32. Activations
 are a rough upper bound (every micro-batch cutoff_len long, sdpa/flash attention, so no
 sequence-squared term), with the fp32 logits of the loss, which dominate for large vocabularies."""
 
@@ -28,6 +30,10 @@ OPTIMIZER_STATE_BYTES = {
     "ademamix": 3 * FP32, "paged_ademamix_32bit": 3 * FP32, "ademamix_8bit": 3, "paged_ademamix_8bit": 3,
 }
 PER_LAYER_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# bitsandbytes NF4 with double quantization: 4 bits per weight; per block of 64 weights one 8-bit
+# absmax, and per 256 such blocks one fp32 constant; a few small code tables per module.
+NF4_BYTES = 0.5 + 1 / 64 + FP32 / (64 * 256)
+NF4_MODULE_BYTES = 2048
 
 
 class UnknownModel(ValueError):
@@ -91,6 +97,16 @@ def weight_bytes_per_parameter(config: dict, spec: JobSpec) -> int:
     return DTYPE_BYTES.get(str(config.get("dtype") or config.get("torch_dtype") or "float32"), FP32)
 
 
+def qlora_weight_bytes(config: dict, base: int) -> int:
+    """The 4-bit linear weights of the decoder layers, the rest (embeddings, output layer, norms,
+    biases) in fp32, and one linear weight dequantized to bf16/fp16 at a time for its matmul."""
+    shapes = _linear_shapes(config).values()
+    quantized = config["num_hidden_layers"] * sum(i * o for i, o, _bias in shapes)
+    modules = config["num_hidden_layers"] * len(PER_LAYER_MODULES)
+    dequantized = 2 * max(i * o for i, o, _bias in shapes)
+    return math.ceil(quantized * NF4_BYTES) + modules * NF4_MODULE_BYTES + (base - quantized) * FP32 + dequantized
+
+
 def activation_bytes(config: dict, spec: JobSpec) -> int:
     t = spec.training
     tokens = t.per_device_train_batch_size * spec.data.cutoff_len
@@ -110,19 +126,22 @@ def activation_bytes(config: dict, spec: JobSpec) -> int:
     return tokens * (kept * element + logits)
 
 
-def memory_estimate(config: dict, spec: JobSpec) -> dict:
+def memory_estimate(config: dict, spec: JobSpec, gpu: tuple[float, str] | None = None) -> dict:
     """{"parameters": {...}, "bytes": {...}, "peak_gib": ..., "notes": [...]}, or
-    {"unavailable": reason} for a model this estimate does not know."""
+    {"unavailable": reason} for a model this estimate does not know. `gpu`: (GB, what it is) of
+    the GPU to compare with when the spec gives no resources.gpu_memory_gb."""
     try:
         base = base_parameters(config)
-        adapters = lora_parameters(config, spec) if spec.method == "lora" else 0
+        adapters = lora_parameters(config, spec) if spec.method != "full" else 0
     except UnknownModel as exc:
         return {"unavailable": str(exc)}
     trainable = base if spec.method == "full" else adapters
     frozen = 0 if spec.method == "full" else base
     state = OPTIMIZER_STATE_BYTES.get(spec.training.optim, ADAMW_STATE)
+    weights = (qlora_weight_bytes(config, base) if spec.method == "qlora"
+               else frozen * weight_bytes_per_parameter(config, spec))
     parts = {
-        "weights": frozen * weight_bytes_per_parameter(config, spec),
+        "weights": weights,
         "trainable_parameters": trainable * FP32,
         "gradients": trainable * FP32,
         "optimizer_state": trainable * state,
@@ -139,13 +158,19 @@ def memory_estimate(config: dict, spec: JobSpec) -> dict:
             "excludes the CUDA context and allocator overhead (about 0.5-1 GiB)",
         ],
     }
-    hint = spec.resources.gpu_memory_gb
+    if spec.method == "qlora":
+        estimate["notes"].append("qlora: 4-bit NF4 linear weights (about 0.52 byte each with their constants); "
+                                 "embeddings, output layer and norms in fp32 (peft upcasts them)")
+    hint, what = spec.resources.gpu_memory_gb, "resources.gpu_memory_gb"
+    if hint is None and gpu is not None:
+        hint, what = gpu
+        estimate["compared_with"] = f"{what}: {hint:g} GB"
     if hint is not None and parts["total"] > hint * 1e9:
-        estimate["suggestion"] = _suggestion(spec, parts, hint)
+        estimate["suggestion"] = _suggestion(spec, parts, hint, what)
     return estimate
 
 
-def _suggestion(spec: JobSpec, parts: dict, hint: float) -> str:
+def _suggestion(spec: JobSpec, parts: dict, hint: float, what: str) -> str:
     t = spec.training
     largest = max(("weights", "trainable_parameters", "gradients", "optimizer_state", "activations"),
                   key=parts.get)
@@ -154,11 +179,11 @@ def _suggestion(spec: JobSpec, parts: dict, hint: float) -> str:
         "optimizer_state": ["use method 'lora'"] if spec.method == "full" else [],
         "gradients": ["use method 'lora'"] if spec.method == "full" else [],
         "trainable_parameters": ["use method 'lora'"] if spec.method == "full" else ["lower lora.r"],
-        "weights": [],
+        "weights": ["use method 'qlora' (4-bit base weights)"] if spec.method == "lora" else [],
     }[largest]
     if largest == "activations" and t.per_device_train_batch_size > 1:
         half = math.ceil(t.per_device_train_batch_size / 2)
         ways.append(f"lower per_device_train_batch_size to {half} and double gradient_accumulation_steps")
     advice = "; or ".join(ways) if ways else "use a GPU with more memory or a smaller base model"
-    return (f"the estimated peak of {parts['total'] / 1e9:.1f} GB exceeds resources.gpu_memory_gb "
+    return (f"the estimated peak of {parts['total'] / 1e9:.1f} GB exceeds {what} "
             f"{hint:g}; {largest.replace('_', ' ')} take the most: {advice}")

@@ -201,8 +201,10 @@ class JobSpec(SpecModel):
         description="Id of an uploaded dataset whose rows are the evaluation set (instead of data.val_set_size).",
     )
     data: DataSpec = Field(default_factory=DataSpec, description="How the dataset becomes examples.")
-    method: Literal["lora", "full"] = Field("lora", description="LoRA adapters or full fine-tuning.")
-    lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA settings (method 'lora').")
+    method: Literal["lora", "qlora", "full"] = Field(
+        "lora", description="LoRA adapters, QLoRA (LoRA adapters on a 4-bit NF4 base; needs a CUDA GPU with "
+        "bitsandbytes, and bf16 or fp16 as compute precision) or full fine-tuning.")
+    lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA settings (methods 'lora' and 'qlora').")
     training: TrainingSpec = Field(default_factory=TrainingSpec, description="Trainer hyperparameters.")
     output_dir: str | None = Field(
         None, min_length=1, max_length=200,

@@ -234,6 +234,18 @@ def _data_problems(spec: JobSpec) -> list[dict]:
     return []
 
 
+def _qlora_problems(spec: JobSpec) -> list[dict]:
+    """QLoRA computes in the precision its 4-bit weights are dequantized to: bf16 or fp16."""
+    if spec.method != "qlora" or spec.training.bf16 or spec.training.fp16:
+        return []
+    return [_problem(
+        ("method",),
+        "method 'qlora' dequantizes its 4-bit base weights to bf16 or fp16 for each layer's compute: set "
+        "training.bf16 (Ampere or newer GPUs) or training.fp16",
+        "qlora_needs_half_precision",
+    )]
+
+
 def _lora_problems(spec: JobSpec) -> list[dict]:
     modules = spec.lora.target_modules
     if isinstance(modules, str):
@@ -256,6 +268,7 @@ def spec_problems(spec: JobSpec) -> list[dict]:
     return [
         *_data_problems(spec),
         *_lora_problems(spec),
+        *_qlora_problems(spec),
         *_steps_problems(t),
         *_evaluation_problems(spec),
         *_training_problems(t),

@@ -87,7 +87,7 @@ def truncate_postgres(url: str) -> None:
     with engine.begin() as connection:
         connection.execute(text(
             "TRUNCATE webhook_deliveries, webhook_endpoints, metric_points, checkpoints, events, runs, jobs, datasets, "
-            "api_keys, tenants "
+            "api_keys, tenants, workers "
             "RESTART IDENTITY CASCADE"
         ))
     engine.dispose()

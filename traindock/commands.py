@@ -292,10 +292,51 @@ def resume(job_id: JobArg,
     _control(job_id, "resume", url, json_, body)
 
 
+# ---- Workers -------------------------------------------------------------------------------------
+
+def gib(size: int) -> str:
+    return f"{size / 2**30:.0f} GiB"
+
+
+def gpu_summary(gpus: list[dict]) -> str:
+    """'2x NVIDIA H100 (80 GiB, bf16)'; 'CPU' without GPUs."""
+    if not gpus:
+        return "CPU"
+    kinds: dict[tuple, int] = {}
+    for gpu in gpus:
+        kind = (gpu["name"], gpu["memory_bytes"], gpu["bf16"])
+        kinds[kind] = kinds.get(kind, 0) + gpu.get("count", 1)
+    return ", ".join(f"{count}x {name} ({gib(memory)}{', bf16' if bf16 else ''})"
+                     for (name, memory, bf16), count in kinds.items())
+
+
+def workers(url: Url = None, json_: Json = False):
+    """What each queue can run now (live workers, GPUs, integrations); admins also see every worker."""
+    with api(url) as client:
+        registry = check(client.get("/workers"))
+    if json_:
+        return print_json(registry)
+    if not registry["queues"]:
+        print("no live workers")
+    else:
+        table = Table("queue", "live workers", "GPUs", "integrations")
+        for queue in registry["queues"]:
+            table.add_row(queue["queue"], str(queue["live_workers"]), gpu_summary(queue["gpus"]),
+                          ", ".join(queue["integrations"]))
+        console().print(table)
+    if registry.get("workers"):
+        table = Table("worker", "host", "queues", "GPUs", "running jobs", "heartbeat", "state")
+        for worker in registry["workers"]:
+            state = "live" if worker["live"] else ("stopped" if worker["stopped_at"] else "not seen")
+            table.add_row(worker["name"], worker["host"], ",".join(worker["queues"]), gpu_summary(worker["gpus"]),
+                          ",".join(map(str, worker["running_job_ids"])), f"{worker['heartbeat_age_s']:.0f}s ago", state)
+        console().print(table)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(datasets, name="datasets")
     for command, name in ((submit, "submit"), (list_jobs, "list"), (show, "show"), (watch, "watch"),
-                          (logs, "logs"), (metrics, "metrics"), (download, "download"), (cancel, "cancel"), (pause, "pause"),
-                          (resume, "resume")):
+                          (logs, "logs"), (metrics, "metrics"), (download, "download"), (cancel, "cancel"),
+                          (pause, "pause"), (resume, "resume"), (workers, "workers")):
         app.command(name)(command)
 

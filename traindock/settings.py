@@ -69,6 +69,10 @@ class Settings(BaseSettings):
         default_factory=dict, description="Tenant name -> the Hub namespace its hub_model_id must fall under; "
         "the key '*' applies to every other tenant and may use '{tenant}'. A tenant with none cannot name a Hub repo.",
     )
+    admin_tenants: list[str] = Field(
+        default_factory=list, description="Tenants whose keys see the whole worker registry (GET /workers: "
+        "hosts, running jobs); every other tenant sees each queue's capacity only.",
+    )
     broker_polling_interval_s: float = Field(
         0.1, description="Filesystem broker polling interval (embedded backend only)."
     )

@@ -72,10 +72,12 @@ class ReportingCallback(TrainerCallback):
         self.token_counts = None  # the trainer's TokenCounts, when it counts real and padded tokens
         self.first_real_tokens = 0
         self.saved_steps: set[int] = set()  # checkpoints this attempt completed and recorded
+        self.train_began: float | None = None  # monotonic, for the start-up split (worker/startup.py)
 
     # ---- Trainer events -------------------------------------------------------------------
 
     def on_train_begin(self, args, state, control, **kwargs):
+        self.train_began = time.monotonic()
         if state.is_world_process_zero:
             self.enter("training", state)
 

@@ -47,12 +47,16 @@ def _watch_for_lost_runs(sender=None, **_kwargs) -> None:
         start_webhook_loop()
         return
     from worker.recovery import start_recovery_thread
+    from worker.registry import start_registry_thread
 
     start_recovery_thread()
+    start_registry_thread(sender.hostname, list(sender.app.amqp.queues.consume_from))
 
 
 @worker_shutting_down.connect
-def _pass_on_shutdown(how: str = "Warm", **_kwargs) -> None:
+def _pass_on_shutdown(sender=None, how: str = "Warm", **_kwargs) -> None:
     from worker.drain import pass_on_shutdown
+    from worker.registry import mark_stopped
 
     pass_on_shutdown(how)
+    mark_stopped(sender)

@@ -49,6 +49,12 @@ class Bf16Unsupported(TrainingFailure):
     advice = BF16_ADVICE
 
 
+class QloraUnavailable(TrainingFailure):
+    code = "qlora_unavailable"
+    advice = ("method 'qlora' runs on a worker with a CUDA GPU and bitsandbytes (pip install 'traindock[gpu]'): "
+              "route the job to such a queue (resources.queue), or use method 'lora'")
+
+
 DISK_FULL_ADVICE = (
     "free space where the job's output folder is, or keep fewer checkpoints (lower save_total_limit); "
     "then resume the job: its earlier checkpoints are intact"

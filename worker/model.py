@@ -1,15 +1,17 @@
-"""The base model and tokenizer of a job, and the LoRA adapters or full fine-tuning on top."""
+"""The base model and tokenizer of a job, and the LoRA adapters (on a 4-bit base for QLoRA) or
+full fine-tuning on top."""
 
+import importlib.util
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, PreTrainedModel
 
 from jobspec.model import JobSpec
 from traindock.paths import PathRefused, resolve_base_model
 from traindock.settings import get_settings
-from worker.errors import BadModel, is_out_of_memory
+from worker.errors import BadModel, QloraUnavailable, is_out_of_memory
 
 
 def model_source(base_model: str, model_roots: list[Path]) -> str:
@@ -53,20 +55,45 @@ def load_tokenizer(source: str, base_model: str, *, trust_remote_code: bool = Fa
     return tokenizer
 
 
+def require_qlora_support() -> None:
+    """QLoRA's 4-bit kernels are bitsandbytes' CUDA ones: refuse before anything is loaded."""
+    if not torch.cuda.is_available():
+        raise QloraUnavailable("method 'qlora' needs a CUDA GPU, and this worker has none")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise QloraUnavailable("method 'qlora' needs bitsandbytes, which is not installed on this worker")
+
+
+def qlora_compute_dtype(spec: JobSpec) -> torch.dtype:
+    return torch.bfloat16 if spec.training.bf16 else torch.float16  # the rules require one of the two
+
+
 def load_model(source: str, base_model: str, spec: JobSpec) -> PreTrainedModel:
     # Full fine-tuning keeps fp32 master weights (mixed precision autocasts from them); LoRA trains
-    # only the adapters, so the frozen base may stay in its stored dtype and half the memory.
-    dtype = torch.float32 if spec.method == "full" else "auto"
+    # only the adapters, so the frozen base may stay in its stored dtype and half the memory;
+    # QLoRA stores the base's linear weights in 4-bit NF4.
     trust = remote_code_allowed(spec)
+    if spec.method == "qlora":
+        compute = qlora_compute_dtype(spec)
+        quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                          bnb_4bit_compute_dtype=compute, bnb_4bit_use_double_quant=True)
+        return _load("model", base_model, lambda: AutoModelForCausalLM.from_pretrained(
+            source, dtype=compute, quantization_config=quantization, trust_remote_code=trust,
+            device_map={"": torch.cuda.current_device()}))
+    dtype = torch.float32 if spec.method == "full" else "auto"
     return _load("model", base_model,
                  lambda: AutoModelForCausalLM.from_pretrained(source, dtype=dtype, trust_remote_code=trust))
 
 
 def prepare_for_training(model: PreTrainedModel, spec: JobSpec, adapter: Path | None = None):
-    """The model with LoRA adapters (method lora; `adapter`: an earlier job's, trained further) or
-    as is (method full)."""
+    """The model with LoRA adapters (methods lora and qlora; `adapter`: an earlier job's, trained
+    further) or as is (method full)."""
     if spec.method == "full":
         return model
+    if spec.method == "qlora":
+        # Freezes the base and upcasts its non-4-bit parameters (norms, embeddings, output layer) to
+        # fp32 for stable training; gradient checkpointing only as the spec asks.
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=spec.training.gradient_checkpointing)
     if spec.training.gradient_checkpointing:
         # Checkpointed blocks of a frozen base would otherwise see inputs without grad.
         model.enable_input_require_grads()

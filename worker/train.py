@@ -41,11 +41,18 @@ from worker.errors import (
     EXIT_DATABASE_UNAVAILABLE, EXIT_FAILED, EXIT_STOPPED, EXIT_SUCCEEDED, BadDataset, BadModel, Bf16Unsupported,
     TrainingFailure, TrainingStopped, classify, is_disk_full,
 )
-from worker.model import load_model, load_tokenizer, model_source, prepare_for_training, remote_code_allowed
+from worker.model import (
+    load_model, load_tokenizer, model_source, prepare_for_training, remote_code_allowed, require_qlora_support,
+)
 from worker.packing import PackedCollator, keep_examples_apart
+from worker.memory_check import measured_against_estimate
 from worker.reporting import DatabaseUnavailable, Reporter, load_assignment, report_error, usable_checkpoint_path
+from worker.startup import StartupClock
 from worker.throughput import ThroughputTrainer
 from worker.token_cache import tokenized_datasets
+
+STARTUP = StartupClock(PROCESS_STARTED)
+STARTUP.mark("imports")
 
 
 @dataclass(frozen=True)
@@ -145,14 +152,16 @@ def build_trainer(
     )
     if cache_file is not None:
         print(f"tokenized examples {'loaded from' if cached else 'written to'} the cache: {cache_file}", file=sys.stderr)
+    STARTUP.mark("data")
     stop_if_requested(stop)
     reporter.phase("loading_model")
     # Before the model is built: LoRA's initial adapter weights come from this RNG.
     set_seed(spec.training.seed)
     full_from = context.init_from if spec.method == "full" else None
     model = load_model(str(full_from) if full_from else source, spec.base_model, spec)
-    adapter = context.init_from if spec.method == "lora" else None
+    adapter = context.init_from if spec.method != "full" else None
     model = prepare_for_training(model, spec, adapter=adapter)
+    STARTUP.mark("model")
     collator = PackedCollator if spec.data.packing else PaddingCollator
     trainer = ThroughputTrainer(
         model=model,
@@ -193,6 +202,8 @@ def discard_partial_checkpoint(context: RunContext, step: int, saved_steps: set[
 
 
 def run_training(context: RunContext, stop: threading.Event) -> None:
+    if context.spec.method == "qlora":
+        require_qlora_support()
     args = build_training_arguments(context.spec, context.output_dir)
     if context.resume_from is not None and not context.resume_from.is_dir():
         raise TrainingFailure(f"cannot resume: the checkpoint folder {context.resume_from} is missing")
@@ -228,9 +239,18 @@ def run_training(context: RunContext, stop: threading.Event) -> None:
            for key in ("real_tokens_per_second", "padding_efficiency")},
         "metrics": numeric_values({**output.metrics, **last_eval_metrics(trainer.state.log_history)}),
         "runtime_s": time.monotonic() - PROCESS_STARTED,
-        "peak_gpu_memory_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
+        **measured_against_estimate(context.spec),
+        "startup": startup_split(callback),
     }
     reporter.result(result)
+
+
+def startup_split(callback: ReportingCallback) -> dict:
+    if callback.train_began is not None:
+        STARTUP.mark("trainer", callback.train_began)
+    if callback.first_step is not None:
+        STARTUP.mark("first_step", callback.first_step[0])
+    return STARTUP.split()
 
 
 def record_failure(run_id: int, exc: BaseException) -> None:

@@ -16,7 +16,8 @@ from api.file_stream import file_chunks
 from api.errors import AUTHENTICATED, NOT_FOUND, Message, body_problems, conflict_answer, not_found
 from api.job_control import ResumeRequest, cancel_job, pause_job, resume_job
 from api.job_service import all_problems, request_hash, submit_job
-from api.memory_estimate import model_memory_estimate
+from api.memory_estimate import model_memory_estimate, smallest_live_gpu
+from api.worker_fit import queue_of, worker_fit
 from api.pagination import CursorQuery, LimitQuery, Page, next_cursor
 from api.schemas import (
     CheckpointOut,
@@ -38,6 +39,7 @@ from db import metrics as metric_queries
 from db.datasets import get_dataset
 from db.models import Job
 from db.runs import latest_run
+from db.workers import live_workers
 from db.status import JobStatus
 from jobspec import JobSpec, estimate, explain_unknown_fields, tuning_warnings
 from jobspec.model import MAX_STEP
@@ -95,9 +97,10 @@ def validate_job(
     tenant: CurrentTenant, session: SessionDep, settings: SettingsDep,
     body: Annotated[dict[str, Any], Body(description="A job spec, as for POST /jobs.")],
 ):
-    """Dry run: the normalized spec, the errors POST /jobs would give, tuning warnings and
-    estimates from the dataset's row count and, from the base model's config.json, of peak GPU
-    memory. Nothing is stored."""
+    """Dry run: the normalized spec, the errors POST /jobs would give, warnings (tuning tips;
+    what only some of the queue's live workers can run, or that it has none) and estimates from
+    the dataset's row count and, from the base model's config.json, of peak GPU memory. Nothing
+    is stored."""
     try:
         spec = JobSpec.model_validate(body)
     except ValidationError as invalid:
@@ -105,12 +108,14 @@ def validate_job(
         return ValidationReport(valid=False, spec=None, errors=errors, warnings=[], estimates=None)
     errors = all_problems(session, settings, tenant.id, spec)
     dataset = get_dataset(session, spec.dataset_id, tenant.id)
+    queue = queue_of(spec, settings)
+    gpu = smallest_live_gpu(live_workers(session, settings.heartbeat_timeout_s, queue), queue)
     return ValidationReport(
         valid=not errors,
         spec=spec.model_dump(mode="json"),
         errors=errors,
-        warnings=tuning_warnings(spec),
-        estimates={**estimate(spec, dataset.rows), "memory": model_memory_estimate(spec, settings)} if dataset else None,
+        warnings=tuning_warnings(spec) + worker_fit(session, settings, spec)[1],
+        estimates={**estimate(spec, dataset.rows), "memory": model_memory_estimate(spec, settings, gpu)} if dataset else None,
     )
 
 

@@ -248,3 +248,25 @@ def test_download_unpacks_the_final_model_and_a_checkpoint(cli, dataset_file, tm
     assert (tmp_path / "got" / "job-1-checkpoint-2" / "trainer_state.json").read_text() == "{}"
     code, _, err = cli("download", "1", "--checkpoint", "7", "-o", str(tmp_path / "got"))
     assert code == 1 and err.startswith("error 404")
+
+
+def test_workers_shows_each_queues_capacity_and_admins_every_worker(cli, monkeypatch):
+    from db.workers import register_worker
+
+    assert cli("workers")[1].strip() == "no live workers"
+    with session_scope() as session:
+        register_worker(session, {"name": "w1@gpu-host", "host": "gpu-host", "pid": 7, "queues": ["gpu"],
+                                  "gpus": [{"index": i, "name": "NVIDIA A100", "memory_bytes": 80 * 2**30,
+                                            "compute_capability": "8.0", "bf16": True} for i in (0, 1)],
+                                  "integrations": ["tensorboard"], "versions": {"torch": "2.13.0"}})
+    code, out, _ = cli("workers")
+    assert code == 0 and "2x NVIDIA A100 (80 GiB, bf16)" in out and "tensorboard" in out
+    assert "gpu-host" not in out  # a tenant sees capacity, not hosts
+    assert json.loads(cli("workers", "--json")[1])["queues"][0]["live_workers"] == 1
+
+    monkeypatch.setenv("TRAINDOCK_ADMIN_TENANTS", '["acme"]')
+    get_settings.cache_clear()
+    code, out, _ = cli("workers")
+    assert code == 0 and "heartbeat" in out and "live" in out  # the second table, of workers
+    [worker] = json.loads(cli("workers", "--json")[1])["workers"]
+    assert (worker["name"], worker["host"], worker["live"]) == ("w1@gpu-host", "gpu-host", True)

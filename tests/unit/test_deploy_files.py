@@ -50,4 +50,4 @@ def test_api_image_has_no_training_libraries():
     assert "pip install --no-cache-dir -e ." in api
     assert "torch" not in api and "[worker]" not in api
     worker = (REPO / "Dockerfile.worker").read_text()
-    assert "torch==" in worker and '".[worker]"' in worker
+    assert "torch==" in worker and '".[worker,gpu]"' in worker  # gpu: bitsandbytes, for method qlora

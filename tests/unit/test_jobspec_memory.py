@@ -56,3 +56,23 @@ def test_unknown_models_and_modules_are_reported_not_guessed():
     assert "model_type 'gpt2'" in memory_estimate({"model_type": "gpt2"}, spec())["unavailable"]
     assert "lm_head" in memory_estimate(LLAMA_2_7B, spec(lora={"target_modules": ["lm_head"]}))["unavailable"]
     assert "unavailable" in memory_estimate({"model_type": "llama"}, spec())
+
+
+def test_qlora_stores_the_layers_linear_weights_in_4_bits_and_the_rest_in_fp32():
+    estimate = memory_estimate(LLAMA_2_7B, spec(method="qlora", training={"bf16": True}))
+    linear = 32 * (4 * 4096 * 4096 + 3 * 4096 * 11008)  # what bitsandbytes quantizes
+    rest = 6_738_415_616 - linear  # embeddings, output layer, norms: upcast to fp32 by peft
+    nf4 = 0.5 + 1 / 64 + 4 / (64 * 256)  # 4 bits, an 8-bit absmax per 64, an fp32 per 256 blocks
+    one_layer_dequantized = 2 * 4096 * 11008
+    expected = linear * nf4 + 32 * 7 * 2048 + 4 * rest + one_layer_dequantized
+    assert abs(estimate["bytes"]["weights"] - expected) < 1
+    lora = memory_estimate(LLAMA_2_7B, spec(training={"bf16": True}))
+    assert estimate["parameters"] == lora["parameters"]  # the same adapters train
+    assert estimate["bytes"]["weights"] < 0.34 * lora["bytes"]["weights"]  # about 4.4 GB instead of 13.5 GB
+    assert any("qlora" in note for note in estimate["notes"])
+
+
+def test_a_lora_job_whose_weights_exceed_the_gpu_is_pointed_to_qlora():
+    big = spec(training={"per_device_train_batch_size": 1, "gradient_checkpointing": True},
+               data={"cutoff_len": 128}, resources={"gpu_memory_gb": 12})
+    assert "use method 'qlora'" in memory_estimate(LLAMA_2_7B, big)["suggestion"]

@@ -209,3 +209,12 @@ def test_metric_for_best_model_must_be_one_evaluation_computes():
     assert problems("loss") == [] and problems("eval_loss") == [] and problems("eval_runtime") == []
     [problem] = problems("accuracy")
     assert "not computed by evaluation" in problem["msg"] and "loss" in problem["msg"]
+
+
+def test_qlora_needs_bf16_or_fp16_as_compute_precision():
+    def qlora(**training):
+        return spec_problems(JobSpec(base_model="org/model", dataset_id=1, method="qlora", training=training))
+
+    [found] = qlora()
+    assert found["loc"] == ("method",) and "training.bf16" in found["msg"] and "training.fp16" in found["msg"]
+    assert qlora(bf16=True) == [] and qlora(fp16=True) == []

@@ -72,6 +72,18 @@ def test_bf16_without_a_gpu_that_supports_it_is_bf16_unsupported(sqlite_backend)
     assert "fp16" in error["advice"]
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_qlora_without_a_cuda_gpu_is_qlora_unavailable(sqlite_backend):
+    install_tiny_model()
+    started = start_job(write_dataset(DEMO_ROWS, "alpaca"), method="qlora",
+                        training={**SHORT_JOB["training"], "fp16": True})
+
+    error = failure(sqlite_backend, started)
+
+    assert error["code"] == "qlora_unavailable"
+    assert "CUDA GPU" in error["message"] and "traindock[gpu]" in error["advice"]
+
+
 def memory_bytes() -> int:
     fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
     return sum(int(fields[name].split()[0]) * 1024 for name in ("MemTotal", "SwapTotal"))

@@ -50,6 +50,13 @@ def test_lora_job_records_metrics_checkpoints_and_result(backend):
     assert progress["step"] == progress["max_steps"] == 12
     assert progress["percent"] == 100 and progress["eta_seconds"] == 0 and progress["attempt"] == 1
     assert progress["tokens_per_second"] > 0 and progress["steps_per_second"] > 0
+    # On CPU nothing is measured on a GPU; the estimate for the tiny llama is there to compare.
+    assert result["peak_gpu_memory_bytes"] is None and result["memory_estimate_error"] is None
+    assert result["memory_estimate_bytes"] > 0
+    startup = result["startup"]
+    phases = [startup[f"{phase}_s"] for phase in ("imports", "data", "model", "trainer", "first_step")]
+    assert all(seconds is not None and seconds >= 0 for seconds in phases), startup
+    assert sum(phases) <= result["runtime_s"]
 
     assert [step for step, _ in points(started.job_id, "loss")] == [2, 4, 6, 8, 10, 12]
     eval_loss = dict(points(started.job_id, "eval_loss"))
