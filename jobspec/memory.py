@@ -111,7 +111,7 @@ def activation_bytes(config: dict, spec: JobSpec) -> int:
 
 
 def memory_estimate(config: dict, spec: JobSpec) -> dict:
-    """{"parameters": {...}, "bytes": {...}, "peak_gib": ..., "notes": [...]}, or
+    """Per GPU: {"parameters": {...}, "bytes": {...}, "peak_gib": ..., "notes": [...]}, or
     {"unavailable": reason} for a model this estimate does not know."""
     try:
         base = base_parameters(config)
@@ -121,11 +121,14 @@ def memory_estimate(config: dict, spec: JobSpec) -> dict:
     trainable = base if spec.method == "full" else adapters
     frozen = 0 if spec.method == "full" else base
     state = OPTIMIZER_STATE_BYTES.get(spec.training.optim, ADAMW_STATE)
+    # FSDP keeps 1/N of the weights, gradients and optimizer state on each of the N GPUs (the
+    # layer being computed is gathered whole for a moment: one layer, left out here).
+    shards = spec.resources.gpus if spec.resources.strategy == "fsdp" else 1
     parts = {
-        "weights": frozen * weight_bytes_per_parameter(config, spec),
-        "trainable_parameters": trainable * FP32,
-        "gradients": trainable * FP32,
-        "optimizer_state": trainable * state,
+        "weights": math.ceil(frozen * weight_bytes_per_parameter(config, spec) / shards),
+        "trainable_parameters": math.ceil(trainable * FP32 / shards),
+        "gradients": math.ceil(trainable * FP32 / shards),
+        "optimizer_state": math.ceil(trainable * state / shards),
         "activations": activation_bytes(config, spec),
     }
     parts["total"] = sum(parts.values())
@@ -139,6 +142,9 @@ def memory_estimate(config: dict, spec: JobSpec) -> dict:
             "excludes the CUDA context and allocator overhead (about 0.5-1 GiB)",
         ],
     }
+    if shards > 1:
+        estimate["notes"].append(f"per GPU: fsdp shards weights, gradients and optimizer state over {shards} GPUs "
+                                 "(plus one decoder layer gathered at a time)")
     hint = spec.resources.gpu_memory_gb
     if hint is not None and parts["total"] > hint * 1e9:
         estimate["suggestion"] = _suggestion(spec, parts, hint)

@@ -47,13 +47,20 @@ def serve_api(host: Host = "127.0.0.1", port: Port = 8000, workers: Workers = 1)
 def run_worker(
     queues: Annotated[Optional[str], typer.Option(help="Comma-separated queues (default: the default queue).")] = None,
     concurrency: Annotated[int, typer.Option(help="Jobs at once; one per GPU.", min=1)] = 1,
-    gpus: Annotated[Optional[str], typer.Option(help="GPU indices the jobs may use (sets CUDA_VISIBLE_DEVICES).")] = None,
+    gpus: Annotated[Optional[str], typer.Option(help="GPU ids the jobs may use, e.g. 0,1,2,3: a job of "
+                                               "resources.gpus N gets the first N (CUDA_VISIBLE_DEVICES).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Worker name (default traindock@<host>).")] = None,
     loglevel: str = "info",
 ) -> None:
     """Run a GPU worker: one training job at a time per worker."""
     if gpus is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpus
+        from worker.placement import parse_gpu_ids
+
+        try:
+            parse_gpu_ids(gpus)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--gpus") from None
+        os.environ["TRAINDOCK_GPUS"] = gpus
     from traindock.settings import get_settings
     from worker.celery_app import app as celery
 
