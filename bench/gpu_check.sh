@@ -9,3 +9,7 @@ PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo pyt
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 "$PYTHON" -c "import torch; assert torch.cuda.is_available(), 'no CUDA GPU visible to torch'"
 timeout 450 "$PYTHON" bench/overhead.py --model 0.5b --bf16 --rounds 1 --steps 60
+
+# ---- several GPUs (issue 12): runs only when the machine has more than one ----
+bash bench/gpu_check_multi.sh
+# ---- end of the several-GPU block ----

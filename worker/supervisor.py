@@ -6,7 +6,10 @@ worker down.
 The database may blink (a restart, a failover): the watch keeps the training process running and
 retries its reads and heartbeats; only an outage longer than TRAINDOCK_DB_RETRY_S stops it, and
 the job is then handed back (database_unavailable) without using a restart. A worker shutting
-down (worker/drain.py) asks the process to checkpoint and hands the job back."""
+down (worker/drain.py) asks the process to checkpoint and hands the job back.
+
+A job on several GPUs gets torchrun and its ranks instead of the one process (worker/ranks.py),
+on the first `resources.gpus` GPUs of the worker's set (worker/placement.py)."""
 
 import os
 import signal
@@ -84,7 +87,8 @@ def supervise(run_id: int, worker_name: str) -> str:
         # second one beside it).
         _kill(process, gpus)
         raise
-    ended = how_ranks_ended(process.returncode, gpus, log_path) if gpus > 1 else RanksEnded(process.returncode, log_path)
+    code = process.returncode
+    ended = how_ranks_ended(code, gpus, log_path) if gpus > 1 else RanksEnded(code, log_path)
     return retrying(lambda: _record_outcome(run_id, ended, watched), settings.db_retry_s,
                     "recording how the attempt ended")
 

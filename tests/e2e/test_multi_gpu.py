@@ -20,8 +20,10 @@ TWO_OF_THREE = pytest.mark.parametrize("stack", ["4,2,7"], indirect=True)
 # Per-step losses of two ranks x batch 4 against one process x batch 8: the same 8 examples per
 # step (accelerate gives rank r the r-th batch of 4 of the sampler's order), the gradient of the
 # whole batch's token mean on both (the Trainer divides by the tokens of all ranks); what differs
-# is the order of float sums and the padding of each batch (measured: 4.8e-7 apart at most over 8 steps).
+# is the order of float sums and the padding of each batch. Measured: training losses 4.8e-7 apart
+# at most over 8 steps, evaluation losses (steps 4 and 8, the weights' differences grown) 3.2e-5.
 LOSS_TOLERANCE = 1e-5
+EVAL_LOSS_TOLERANCE = 1e-4
 
 
 def sqlite_only(stack) -> None:
@@ -69,7 +71,8 @@ def test_two_ranks_train_as_one_process_with_the_whole_batch(stack):
     print("largest per-step loss difference:", max(abs(rank_losses[s] - losses[s]) for s in losses))
     assert max(abs(rank_losses[s] - losses[s]) for s in losses) < LOSS_TOLERANCE, (losses, rank_losses)
     evals = [p["value"] for p in all_metrics(stack, single["id"], "eval_loss")]
-    assert [p["value"] for p in all_metrics(stack, double["id"], "eval_loss")] == pytest.approx(evals, abs=LOSS_TOLERANCE)
+    rank_evals = [p["value"] for p in all_metrics(stack, double["id"], "eval_loss")]
+    assert rank_evals == pytest.approx(evals, abs=EVAL_LOSS_TOLERANCE)
     # Tokens are counted over both ranks, once.
     assert double["result"]["num_input_tokens_seen"] == single["result"]["num_input_tokens_seen"]
     assert 0 < double["result"]["padding_efficiency"] <= 1
@@ -83,7 +86,8 @@ def test_two_ranks_train_as_one_process_with_the_whole_batch(stack):
     assert {p.name for p in logs.iterdir()} == {
         "attempt-1.log", "attempt-1.rank-0.log", "attempt-1.rank-1.log", "attempt-1.rank-0.exit",
         "attempt-1.rank-1.exit"}
-    assert stack.get(f"/jobs/{double['id']}/logs", params={"rank": 1}).content == (logs / "attempt-1.rank-1.log").read_bytes()
+    rank_log = stack.get(f"/jobs/{double['id']}/logs", params={"rank": 1})
+    assert rank_log.content == (logs / "attempt-1.rank-1.log").read_bytes()
     assert stack.get(f"/jobs/{double['id']}/logs", params={"rank": 2}).status_code == 404
 
 
@@ -136,3 +140,14 @@ def test_cancel_resume_and_a_killed_rank_continue_the_uninterrupted_run(stack):
     assert attempts[1]["error"]["code"] == "crashed"
     assert "rank 1 of 2 was killed by SIGKILL" in attempts[1]["error"]["message"]
     assert comparable_metrics(stack, job["id"]) == comparable_metrics(stack, reference["id"])
+
+
+@pytest.mark.parametrize("stack", ["3"], indirect=True)
+def test_a_worker_with_fewer_gpus_than_the_job_refuses_it(stack):
+    sqlite_only(stack)
+    job = submit(stack, {**spec(upload(stack, DEMO_ROWS)), "resources": {"gpus": 2}})
+    job = wait_for(stack, job["id"])
+    assert job["status"] == "failed" and job["error"]["code"] == "not_enough_gpus"
+    assert "needs 2 GPUs (resources.gpus)" in job["error"]["message"] and "has 1 (3)" in job["error"]["message"]
+    events = stack.get(f"/jobs/{job['id']}/events").json()["items"]
+    assert not [e for e in events if e["type"] == "run.process_started"]

@@ -56,3 +56,14 @@ def test_unknown_models_and_modules_are_reported_not_guessed():
     assert "model_type 'gpt2'" in memory_estimate({"model_type": "gpt2"}, spec())["unavailable"]
     assert "lm_head" in memory_estimate(LLAMA_2_7B, spec(lora={"target_modules": ["lm_head"]}))["unavailable"]
     assert "unavailable" in memory_estimate({"model_type": "llama"}, spec())
+
+
+def test_fsdp_shards_weights_gradients_and_optimizer_state_but_not_activations():
+    ddp = memory_estimate(LLAMA_2_7B, spec(method="full", resources={"gpus": 4}))["bytes"]
+    fsdp = memory_estimate(LLAMA_2_7B, spec(method="full", resources={"gpus": 4, "strategy": "fsdp"}))
+    assert ddp["weights"] == 0 and ddp["trainable_parameters"] == 4 * 6_738_415_616  # ddp: a whole copy per GPU
+    for part in ("trainable_parameters", "gradients", "optimizer_state"):
+        assert fsdp["bytes"][part] == ddp[part] / 4
+    assert fsdp["bytes"]["activations"] == ddp["activations"]
+    assert fsdp["parameters"]["total"] == 6_738_415_616  # the model's, not a shard's
+    assert any("over 4 GPUs" in note for note in fsdp["notes"])
