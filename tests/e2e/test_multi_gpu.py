@@ -4,6 +4,7 @@ process (launch, ranks, agreement) does not depend on the backend, and each run 
 interpreters on CI's two cores."""
 
 import os
+import resource
 import signal
 from pathlib import Path
 
@@ -151,3 +152,43 @@ def test_a_worker_with_fewer_gpus_than_the_job_refuses_it(stack):
     assert "needs 2 GPUs (resources.gpus)" in job["error"]["message"] and "has 1 (3)" in job["error"]["message"]
     events = stack.get(f"/jobs/{job['id']}/events").json()["items"]
     assert not [e for e in events if e["type"] == "run.process_started"]
+
+
+@TWO_OF_THREE
+def test_out_of_memory_on_one_rank_fails_the_job_with_that_ranks_error_and_log(stack):
+    sqlite_only(stack)
+    job = submit(stack, {**spec(upload(stack, DEMO_ROWS), max_steps=100000, eval_strategy="no",
+                                save_strategy="no"), "resources": {"gpus": 2}})
+    launcher = launcher_of(stack, job["id"], 1)
+    wait_until(lambda: step_of(stack, job["id"]) >= 2, timeout=240)
+    rank_1 = next(pid for pid in ranks_of(launcher)
+                  if b"RANK=1" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"))
+    # A real out-of-memory on rank 1 alone: its address space may not grow past what it holds now.
+    held = int(next(line.split()[1] for line in Path(f"/proc/{rank_1}/status").read_text().splitlines()
+                    if line.startswith("VmSize:"))) * 1024
+    resource.prlimit(rank_1, resource.RLIMIT_AS, (held, held))
+    job = wait_for(stack, job["id"], timeout=240)
+    assert job["status"] == "failed", job
+    assert job["error"]["code"] == "out_of_memory", job["error"]
+    events = stack.get(f"/jobs/{job['id']}/events").json()["items"]
+    [traceback] = [e for e in events if e["type"] == "run.traceback"]
+    assert "can't allocate memory" in traceback["message"] or "out of memory" in traceback["message"].lower()
+
+
+@TWO_OF_THREE
+def test_a_worker_shutdown_checkpoints_every_rank_and_hands_the_job_back(stack):
+    sqlite_only(stack)
+    job = submit(stack, {**spec(upload(stack, DEMO_ROWS), max_steps=100000, eval_strategy="no",
+                                save_strategy="no"), "resources": {"gpus": 2}})
+    launcher = launcher_of(stack, job["id"], 1)
+    ranks = wait_until(lambda: len(ranks_of(launcher)) == 2 and ranks_of(launcher))
+    wait_until(lambda: step_of(stack, job["id"]) >= 2, timeout=240)
+    stack.worker.send_signal(signal.SIGTERM)  # a warm shutdown: drain
+    stack.worker.wait(timeout=120)
+    job = stack.get(f"/jobs/{job['id']}").json()
+    first, handed_back = job["attempts"][0], job["attempts"][1]
+    assert (first["status"], first["error"]["code"]) == ("interrupted", "worker_shutdown")
+    assert handed_back["reason"] == "handed_back"
+    assert handed_back["resume_step"] >= 2 and handed_back["resume_step"] in usable_steps(stack, job["id"])
+    assert job["status"] == "queued" and job["attempts"][-1]["status"] == "queued"
+    assert not [pid for pid in [launcher, *ranks] if alive(pid)]

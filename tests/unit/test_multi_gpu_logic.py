@@ -90,3 +90,12 @@ def test_a_failure_outranks_a_crash(tmp_path):
 def test_success_and_a_killed_launcher_pass_through(tmp_path):
     assert ended(tmp_path, {}, launcher_code=0).code == 0
     assert ended(tmp_path, {}, launcher_code=-9).code == -9
+
+
+def test_the_worker_command_refuses_a_malformed_gpu_set_in_one_line(capsys):
+    from traindock.cli import app
+    from traindock.failures import run_cli
+
+    assert run_cli(app, ["worker", "--gpus", "0,,1"]) == 2
+    err = capsys.readouterr().err
+    assert "Invalid value for --gpus: GPU ids must be comma-separated" in err and "Traceback" not in err
