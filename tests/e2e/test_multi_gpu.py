@@ -27,8 +27,10 @@ LOSS_TOLERANCE = 1e-5
 EVAL_LOSS_TOLERANCE = 1e-4
 
 
-def sqlite_only(stack) -> None:
-    if stack.backend.name == "postgres":
+@pytest.fixture(autouse=True)
+def sqlite_only(backend) -> None:
+    """Before the stack starts a worker for nothing."""
+    if backend.name == "postgres":
         pytest.skip("ranks do not depend on the backend; checked on SQLite")
 
 
@@ -50,7 +52,6 @@ def job_logs(stack, job_id: int) -> Path:
 
 @TWO_OF_THREE
 def test_two_ranks_train_as_one_process_with_the_whole_batch(stack):
-    sqlite_only(stack)
     dataset_id = upload(stack, DEMO_ROWS)
     single = submit(stack, spec(dataset_id, max_steps=8, per_device_train_batch_size=8, logging_steps=1,
                                 eval_steps=4, save_steps=4))
@@ -77,6 +78,9 @@ def test_two_ranks_train_as_one_process_with_the_whole_batch(stack):
     # Tokens are counted over both ranks, once.
     assert double["result"]["num_input_tokens_seen"] == single["result"]["num_input_tokens_seen"]
     assert 0 < double["result"]["padding_efficiency"] <= 1
+    # Real tokens are the ranks' own counts, summed: as many as the Trainer's non-padding count.
+    progress = double["progress"]
+    assert progress["real_tokens_per_second"] == pytest.approx(progress["tokens_per_second"], rel=1e-9)
 
     # Rank 0 alone reported: one checkpoint row and one event per save.
     checkpoints = stack.get(f"/jobs/{double['id']}/checkpoints").json()
@@ -107,7 +111,6 @@ def usable_steps(stack, job_id: int) -> set[int]:
 
 @TWO_OF_THREE
 def test_cancel_resume_and_a_killed_rank_continue_the_uninterrupted_run(stack):
-    sqlite_only(stack)
     body = {**spec(upload(stack, DEMO_ROWS), max_steps=120, logging_steps=1, eval_steps=20, save_steps=10,
                    save_total_limit=2), "resources": {"gpus": 2}}
     reference = wait_for(stack, submit(stack, body)["id"], timeout=400)
@@ -145,7 +148,6 @@ def test_cancel_resume_and_a_killed_rank_continue_the_uninterrupted_run(stack):
 
 @pytest.mark.parametrize("stack", ["3"], indirect=True)
 def test_a_worker_with_fewer_gpus_than_the_job_refuses_it(stack):
-    sqlite_only(stack)
     job = submit(stack, {**spec(upload(stack, DEMO_ROWS)), "resources": {"gpus": 2}})
     job = wait_for(stack, job["id"])
     assert job["status"] == "failed" and job["error"]["code"] == "not_enough_gpus"
@@ -156,7 +158,6 @@ def test_a_worker_with_fewer_gpus_than_the_job_refuses_it(stack):
 
 @TWO_OF_THREE
 def test_out_of_memory_on_one_rank_fails_the_job_with_that_ranks_error_and_log(stack):
-    sqlite_only(stack)
     job = submit(stack, {**spec(upload(stack, DEMO_ROWS), max_steps=100000, eval_strategy="no",
                                 save_strategy="no"), "resources": {"gpus": 2}})
     launcher = launcher_of(stack, job["id"], 1)
@@ -177,7 +178,6 @@ def test_out_of_memory_on_one_rank_fails_the_job_with_that_ranks_error_and_log(s
 
 @TWO_OF_THREE
 def test_a_worker_shutdown_checkpoints_every_rank_and_hands_the_job_back(stack):
-    sqlite_only(stack)
     job = submit(stack, {**spec(upload(stack, DEMO_ROWS), max_steps=100000, eval_strategy="no",
                                 save_strategy="no"), "resources": {"gpus": 2}})
     launcher = launcher_of(stack, job["id"], 1)
