@@ -35,7 +35,13 @@ def launched_by_torchrun() -> bool:
 
 
 def rank() -> int:
+    """This process's rank (0 for the one training process of a one-GPU job)."""
     return int(os.environ.get("RANK", "0"))
+
+
+def world_size() -> int:
+    """How many ranks torchrun started (1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def training_command(run_id: int, gpus: int, log_path: Path) -> list[str]:

@@ -14,7 +14,6 @@ on the first `resources.gpus` GPUs of the worker's set (worker/placement.py)."""
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path

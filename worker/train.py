@@ -14,7 +14,6 @@ the run's error.
 
 # ruff: noqa: E402 (the stop handlers go in before the heavy imports)
 import argparse
-import os
 import shutil
 import signal
 import sys
@@ -132,7 +131,7 @@ def build_training_arguments(spec: JobSpec, output_dir: Path) -> TrainingArgumen
         if spec.training.bf16 and "bf16" in str(exc):
             raise Bf16Unsupported(f"bf16 was requested, but this machine does not support it: {exc}") from exc
         raise
-    ranks_launched = int(os.environ.get("WORLD_SIZE", "1"))
+    ranks_launched = ranks.world_size()
     if args.world_size != ranks_launched:  # never N independent copies writing one output folder
         raise TrainingFailure(f"torchrun started {ranks_launched} processes but the Trainer sees a world of "
                               f"{args.world_size}")
@@ -148,12 +147,12 @@ def last_eval_metrics(log_history: list[dict]) -> dict:
 
 def is_main_process() -> bool:
     """Rank 0 of a job on several GPUs, or the one training process."""
-    return int(os.environ.get("RANK", "0")) == 0
+    return ranks.rank() == 0
 
 
 def stop_if_requested(stop: threading.Event) -> None:
     # Ranks agree on a stop at a step's end (worker/callback.py); one rank alone must not leave.
-    if stop.is_set() and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+    if stop.is_set() and ranks.world_size() == 1:
         raise TrainingStopped("stopped on request before training began")
 
 
