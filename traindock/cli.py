@@ -53,9 +53,9 @@ def run_worker(
     loglevel: str = "info",
 ) -> None:
     """Run a GPU worker: one training job at a time per worker."""
-    if gpus is not None:
-        from worker.placement import parse_gpu_ids
+    from worker.placement import parse_gpu_ids
 
+    if gpus is not None:
         try:
             parse_gpu_ids(gpus)
         except ValueError as exc:
@@ -65,6 +65,10 @@ def run_worker(
     from worker.celery_app import app as celery
 
     settings = get_settings()
+    try:
+        parse_gpu_ids(settings.gpus or "")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="TRAINDOCK_GPUS") from None
     settings.ensure_dirs()
     celery.worker_main([
         "worker", "--queues", queues or settings.default_queue, "--concurrency", str(concurrency),

@@ -192,3 +192,19 @@ def test_a_worker_shutdown_checkpoints_every_rank_and_hands_the_job_back(stack):
     assert handed_back["resume_step"] >= 2 and handed_back["resume_step"] in usable_steps(stack, job["id"])
     assert job["status"] == "queued" and job["attempts"][-1]["status"] == "queued"
     assert not [pid for pid in [launcher, *ranks] if alive(pid)]
+
+
+@TWO_OF_THREE
+def test_no_rank_outlives_its_supervisor(stack):
+    job = submit(stack, {**spec(upload(stack, DEMO_ROWS), max_steps=100000, eval_strategy="no",
+                                save_strategy="no"), "resources": {"gpus": 2}})
+    launcher = launcher_of(stack, job["id"], 1)
+    ranks = wait_until(lambda: len(ranks_of(launcher)) == 2 and ranks_of(launcher))
+    wait_until(lambda: step_of(stack, job["id"]) >= 2, timeout=240)
+    supervisor = int(Path(f"/proc/{launcher}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    os.kill(supervisor, signal.SIGKILL)  # the Celery pool process that runs the task
+    try:
+        wait_until(lambda: not [pid for pid in [launcher, *ranks] if alive(pid)], timeout=10)
+    finally:
+        for pid in [pid for pid in ranks if alive(pid)]:  # a failed check leaves nothing running
+            os.kill(pid, signal.SIGKILL)
