@@ -21,3 +21,7 @@ if ! "$PYTHON" -c "import bitsandbytes" 2>/dev/null; then
 fi
 timeout 270 "$PYTHON" bench/overhead.py --model 0.5b --bf16 --rounds 1 --steps 60
 timeout 300 "$PYTHON" bench/gpu_checks.py --model 0.5b --methods qlora,lora,full
+
+# ---- several GPUs (issue 12): runs only when the machine has more than one ----
+bash bench/gpu_check_multi.sh
+# ---- end of the several-GPU block ----

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, defer
 from db.models import Job, utcnow
 from db.sequence import next_seq
 from db.status import JobStatus
+from jobspec.model import JobSpec
 
 
 def lock_job(session: Session, job_id: int) -> Job | None:
@@ -71,6 +72,12 @@ def set_result(session: Session, job_id: int, result: dict[str, Any]) -> None:
 
 def get_status(session: Session, job_id: int) -> str | None:
     return session.scalar(select(Job.status).where(Job.id == job_id))
+
+
+def job_gpus(session: Session, job_id: int) -> int:
+    """resources.gpus of the job's spec (as stored, so with its default)."""
+    spec = session.scalar(select(Job.spec).where(Job.id == job_id))
+    return JobSpec.model_validate(spec).resources.gpus
 
 
 def list_succeeded_jobs(session: Session, tenant_id: int) -> list[Job]:

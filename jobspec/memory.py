@@ -127,7 +127,7 @@ def activation_bytes(config: dict, spec: JobSpec) -> int:
 
 
 def memory_estimate(config: dict, spec: JobSpec, gpu: tuple[float, str] | None = None) -> dict:
-    """{"parameters": {...}, "bytes": {...}, "peak_gib": ..., "notes": [...]}, or
+    """Per GPU: {"parameters": {...}, "bytes": {...}, "peak_gib": ..., "notes": [...]}, or
     {"unavailable": reason} for a model this estimate does not know. `gpu`: (GB, what it is) of
     the GPU to compare with when the spec gives no resources.gpu_memory_gb."""
     try:
@@ -140,11 +140,14 @@ def memory_estimate(config: dict, spec: JobSpec, gpu: tuple[float, str] | None =
     state = OPTIMIZER_STATE_BYTES.get(spec.training.optim, ADAMW_STATE)
     weights = (qlora_weight_bytes(config, base) if spec.method == "qlora"
                else frozen * weight_bytes_per_parameter(config, spec))
+    # FSDP keeps 1/N of the weights, gradients and optimizer state on each of the N GPUs (the
+    # layer being computed is gathered whole for a moment: one layer, left out here).
+    shards = spec.resources.gpus if spec.resources.strategy == "fsdp" else 1
     parts = {
-        "weights": weights,
-        "trainable_parameters": trainable * FP32,
-        "gradients": trainable * FP32,
-        "optimizer_state": trainable * state,
+        "weights": math.ceil(weights / shards),
+        "trainable_parameters": math.ceil(trainable * FP32 / shards),
+        "gradients": math.ceil(trainable * FP32 / shards),
+        "optimizer_state": math.ceil(trainable * state / shards),
         "activations": activation_bytes(config, spec),
     }
     parts["total"] = sum(parts.values())
@@ -161,6 +164,9 @@ def memory_estimate(config: dict, spec: JobSpec, gpu: tuple[float, str] | None =
     if spec.method == "qlora":
         estimate["notes"].append("qlora: 4-bit NF4 linear weights (about 0.52 byte each with their constants); "
                                  "embeddings, output layer and norms in fp32 (peft upcasts them)")
+    if shards > 1:
+        estimate["notes"].append(f"per GPU: fsdp shards weights, gradients and optimizer state over {shards} GPUs "
+                                 "(plus one decoder layer gathered at a time)")
     hint, what = spec.resources.gpu_memory_gb, "resources.gpu_memory_gb"
     if hint is None and gpu is not None:
         hint, what = gpu

@@ -174,7 +174,15 @@ class ResumeFrom(SpecModel):
 
 
 class ResourcesSpec(SpecModel):
-    gpus: int = Field(1, ge=1, le=64, description="GPUs the job needs.")
+    gpus: int = Field(
+        1, ge=1, le=64,
+        description="GPUs the job needs, on one worker: N > 1 runs N data-parallel processes under torchrun.",
+    )
+    strategy: Literal["ddp", "fsdp"] = Field(
+        "ddp",
+        description="How N processes share the work: ddp keeps a full copy of the model on each GPU; fsdp "
+        "shards weights, gradients and optimizer state over them (method 'full' only, NVIDIA GPUs).",
+    )
     queue: str | None = Field(
         None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$",
         description="Worker queue the job is routed to; default the server's default queue.",

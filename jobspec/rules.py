@@ -274,4 +274,13 @@ def spec_problems(spec: JobSpec) -> list[dict]:
         *_training_problems(t),
         *_best_metric_problems(t),
         *_report_to_problems(t),
+        *_strategy_problems(spec),
     ]
+
+
+def _strategy_problems(spec: JobSpec) -> list[dict]:
+    if spec.resources.strategy == "fsdp" and spec.method != "full":
+        # Sharding pays for full fine-tuning; a LoRA model's trainable part is small and DDP keeps it whole.
+        return [_problem(("resources", "strategy"), "fsdp shards a full fine-tune: set method to 'full', or use "
+                         "strategy 'ddp' for LoRA", "fsdp_needs_full")]
+    return []

@@ -48,20 +48,31 @@ def run_worker(
     queues: Annotated[Optional[str], typer.Option(help="Comma-separated queues (default: the default queue); "
                                                   "'webhooks' alone: only the webhook sender.")] = None,
     concurrency: Annotated[int, typer.Option(help="Jobs at once; one per GPU.", min=1)] = 1,
-    gpus: Annotated[Optional[str], typer.Option(help="GPU indices the jobs may use (sets CUDA_VISIBLE_DEVICES).")] = None,
+    gpus: Annotated[Optional[str], typer.Option(help="GPU ids the jobs may use, e.g. 0,1,2,3: a job of "
+                                               "resources.gpus N gets the first N (CUDA_VISIBLE_DEVICES).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Worker name (default traindock@<host>).")] = None,
     webhooks: Annotated[bool, typer.Option(help="Start a webhook sender (queue 'webhooks') beside the worker.")] = True,
     loglevel: str = "info",
 ) -> None:
     """Run a GPU worker: one training job at a time per worker (and a webhook sender beside it)."""
+    from worker.placement import parse_gpu_ids
+
     if gpus is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpus
+        try:
+            parse_gpu_ids(gpus)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--gpus") from None
+        os.environ["TRAINDOCK_GPUS"] = gpus
     from traindock.broker import WEBHOOK_QUEUE
     from traindock.lifetime import die_with_parent
     from traindock.settings import get_settings
     from worker.celery_app import SENDS_WEBHOOKS_ONLY, app as celery
 
     settings = get_settings()
+    try:
+        parse_gpu_ids(settings.gpus or "")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="TRAINDOCK_GPUS") from None
     settings.ensure_dirs()
     hostname = name or "traindock@%h"
     if queues == WEBHOOK_QUEUE:

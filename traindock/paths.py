@@ -114,3 +114,13 @@ def job_logs_dir(logs_dir: Path, job_id: int) -> Path:
 
 def attempt_log_path(logs_dir: Path, job_id: int, attempt: int) -> Path:
     return job_logs_dir(logs_dir, job_id) / f"attempt-{attempt}.log"
+
+
+def rank_log_path(attempt_log: Path, rank: int) -> Path:
+    """`attempt-<n>.rank-<r>.log` beside the attempt's launcher log (jobs on several GPUs)."""
+    return attempt_log.with_name(f"{attempt_log.stem}.rank-{rank}.log")
+
+
+def rank_exit_path(attempt_log: Path, rank: int) -> Path:
+    """Where a rank writes its exit code as it ends (torchrun reports only that some rank failed)."""
+    return attempt_log.with_name(f"{attempt_log.stem}.rank-{rank}.exit")

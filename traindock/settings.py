@@ -65,6 +65,10 @@ class Settings(BaseSettings):
         120.0, description="On SIGTERM, how long a worker lets its training process checkpoint and stop before "
         "killing it; the job is handed back to the queue either way.",
     )
+    gpus: str | None = Field(
+        None, description="Comma-separated GPU ids this worker's jobs may use (`traindock worker --gpus` sets it); "
+        "default the NVIDIA GPUs the machine has, or CUDA_VISIBLE_DEVICES when set.",
+    )
     hub_namespaces: dict[str, str] = Field(
         default_factory=dict, description="Tenant name -> the Hub namespace its hub_model_id must fall under; "
         "the key '*' applies to every other tenant and may use '{tenant}'. A tenant with none cannot name a Hub repo.",

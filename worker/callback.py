@@ -2,6 +2,10 @@
 global step, from the main process only (after Determined's DetCallback). Also turns a stop request into a
 checkpoint of the current step followed by TrainingStopped.
 
+On several GPUs (torchrun), a stop reaches each rank by itself, maybe in different steps; saving
+is collective, so at each step's end the ranks sum their stop flags (one all_reduce, which also sums
+their real and processed token counts for the padding efficiency) and all stop at the same step.
+
 Writes are batched: metric points wait in memory and go out with a progress update at most about
 once a second, and at every evaluation, save and the end of training, each in one short
 transaction. The progress names its phase (training, evaluating with its own progress, saving),
@@ -18,6 +22,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import torch
+import torch.distributed as dist
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from traindock.paths import checkpoint_dir, checkpoint_step, checkpoint_steps_on_disk
@@ -35,6 +41,10 @@ def numeric_values(logs: dict) -> dict[str, float]:
         name: float(value) for name, value in logs.items()
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     }
+
+
+def distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def utc_now_iso() -> str:
@@ -73,6 +83,8 @@ class ReportingCallback(TrainerCallback):
         self.first_real_tokens = 0
         self.saved_steps: set[int] = set()  # checkpoints this attempt completed and recorded
         self.train_began: float | None = None  # monotonic, for the start-up split (worker/startup.py)
+        self.agreed_stop = False  # several ranks: the stop all of them act on, agreed at a step's end
+        self.world_tokens: tuple[int, int] | None = None  # several ranks: (real, processed) of all of them
 
     # ---- Trainer events -------------------------------------------------------------------
 
@@ -82,7 +94,9 @@ class ReportingCallback(TrainerCallback):
             self.enter("training", state)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        if self.stop.is_set():
+        if distributed():
+            self.agree_across_ranks()
+        if self.stop_agreed():
             # The checkpoint of this step is what a resume continues from. An evaluation due now
             # still runs first (the resumed attempt starts after this step and would never log it),
             # except with save_strategy "best", where its outcome would decide, and could cancel,
@@ -97,7 +111,7 @@ class ReportingCallback(TrainerCallback):
         now = time.monotonic()
         if self.first_step is None:
             self.first_step = (now, state.global_step, state.num_input_tokens_seen)
-            self.first_real_tokens = self.token_counts.real if self.token_counts is not None else 0
+            self.first_real_tokens = self.real_tokens()
         # DefaultFlowCallback, which runs first, has decided what follows this step.
         if control.should_evaluate:
             self.enter("evaluating", state)
@@ -123,7 +137,7 @@ class ReportingCallback(TrainerCallback):
         self.pending[state.global_step] = (state.epoch if state.epoch is not None else epoch, values)
 
     def on_evaluate(self, args, state, control, **kwargs):
-        if self.stop.is_set():
+        if self.stop_agreed():
             self._stop_after_save(control)
         if state.is_world_process_zero:
             self.enter("saving" if control.should_save else "training", state)
@@ -132,7 +146,7 @@ class ReportingCallback(TrainerCallback):
         if state.is_world_process_zero:
             self.phase, self.phase_progress, self.phase_started_at = "training", None, utc_now_iso()
             self.record_save(args, state)
-        if self.stop.is_set():
+        if self.stop_agreed():
             raise TrainingStopped(f"stopped on request at step {state.global_step}")
 
     def on_train_end(self, args, state, control, **kwargs):
@@ -143,6 +157,34 @@ class ReportingCallback(TrainerCallback):
             best_step=checkpoint_step(state.best_model_checkpoint), steps_on_disk=checkpoint_steps_on_disk(args.output_dir),
         )
         self.last_write = time.monotonic()
+
+    # ---- Several ranks --------------------------------------------------------------------
+
+    def stop_agreed(self) -> bool:
+        """One process: a stop asked at any moment; several: the stop the ranks agreed on."""
+        return self.agreed_stop if distributed() else self.stop.is_set()
+
+    def agree_across_ranks(self) -> None:
+        """Every rank, at every step's end: one all_reduce of (stop, real tokens, processed tokens)."""
+        counts = self.token_counts
+        local = [float(self.stop.is_set()), counts.real if counts else 0, counts.processed if counts else 0]
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+        summed = torch.tensor(local, dtype=torch.float64, device=device)
+        dist.all_reduce(summed)
+        stop, real, processed = summed.tolist()
+        self.agreed_stop = self.agreed_stop or stop > 0
+        self.world_tokens = (int(real), int(processed))
+
+    def real_tokens(self) -> int:
+        if self.world_tokens is not None:
+            return self.world_tokens[0]
+        return self.token_counts.real if self.token_counts is not None else 0
+
+    def padding_efficiency(self) -> float | None:
+        if self.world_tokens is not None:
+            real, processed = self.world_tokens
+            return real / processed if processed else None
+        return self.token_counts.efficiency if self.token_counts is not None else None
 
     # ---- Writing ----------------------------------------------------------------------------
 
@@ -205,7 +247,7 @@ class ReportingCallback(TrainerCallback):
                 steps_per_second = steps_done / elapsed
                 tokens_per_second = (state.num_input_tokens_seen - first_tokens) / elapsed
                 if self.token_counts is not None:
-                    real_tokens_per_second = (self.token_counts.real - self.first_real_tokens) / elapsed
+                    real_tokens_per_second = (self.real_tokens() - self.first_real_tokens) / elapsed
                 eta_seconds = max(state.max_steps - state.global_step, 0) / steps_per_second
         if final and state.global_step >= state.max_steps:
             eta_seconds = 0.0
@@ -217,8 +259,8 @@ class ReportingCallback(TrainerCallback):
             "steps_per_second": steps_per_second,
             "tokens_per_second": tokens_per_second,
             "real_tokens_per_second": real_tokens_per_second,
-            # Real tokens / processed tokens (padding included) of this attempt's training batches.
-            "padding_efficiency": self.token_counts.efficiency if self.token_counts is not None else None,
+            # Real tokens / processed tokens (padding included) of this attempt's training batches, all ranks.
+            "padding_efficiency": self.padding_efficiency(),
             "eta_seconds": eta_seconds,
             "loss": next((entry["loss"] for entry in reversed(state.log_history) if "loss" in entry), None),
             "attempt": self.reporter.attempt,

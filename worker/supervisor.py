@@ -6,12 +6,14 @@ worker down.
 The database may blink (a restart, a failover): the watch keeps the training process running and
 retries its reads and heartbeats; only an outage longer than TRAINDOCK_DB_RETRY_S stops it, and
 the job is then handed back (database_unavailable) without using a restart. A worker shutting
-down (worker/drain.py) asks the process to checkpoint and hands the job back."""
+down (worker/drain.py) asks the process to checkpoint and hands the job back.
+
+A job on several GPUs gets torchrun and its ranks instead of the one process (worker/ranks.py),
+on the first `resources.gpus` GPUs of the worker's set (worker/placement.py)."""
 
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +21,7 @@ from pathlib import Path
 from db.checkpoints import usable_checkpoint
 from db.engine import session_scope
 from db.events import add_event
-from db.jobs import get_status
+from db.jobs import get_status, job_gpus
 from db.lifecycle import claim_run, finish_run, finish_stopped, interrupt_and_restart
 from db.retry import is_transient, retrying
 from db.runs import beat, get_run, set_pid
@@ -27,8 +29,10 @@ from db.status import STOPPING_JOB_STATES, RunStatus
 from traindock.lifetime import die_with_parent
 from traindock.paths import attempt_log_path
 from traindock.settings import get_settings
-from worker.drain import DRAINING, drain_on_sigterm
+from worker.drain import DRAINING, child_pids, drain_on_sigterm
 from worker.errors import EXIT_DATABASE_UNAVAILABLE, EXIT_STOPPED
+from worker.placement import NotEnoughGpus, job_gpu_ids, worker_gpu_ids
+from worker.ranks import RanksEnded, ask_ranks_to_stop, how_ranks_ended, training_command
 
 POLL_S = 0.05  # how soon the process's exit is seen
 CHECK_S = 0.5  # how often the run and job are read (a cancel is relayed within about this)
@@ -40,25 +44,32 @@ def supervise(run_id: int, worker_name: str) -> str:
     settings = get_settings()
     drain_on_sigterm()
 
-    def claim() -> tuple[int, int] | None:
+    def claim() -> tuple[int, int, int] | None:
         with session_scope() as session:
             run = claim_run(session, run_id, worker_name)
-            return None if run is None else (run.job_id, run.attempt)
+            return None if run is None else (run.job_id, run.attempt, job_gpus(session, run.job_id))
 
     claimed = retrying(claim, settings.db_retry_s, "claiming the run")
     if claimed is None:
         return "ignored"
-    job_id, attempt = claimed
+    job_id, attempt, gpus = claimed
+    try:
+        gpu_ids = job_gpu_ids(worker_gpu_ids(settings.gpus), gpus, worker_name)
+    except NotEnoughGpus as refused:
+        return retrying(lambda: _refuse(run_id, refused), settings.db_retry_s, "refusing the run")
     log_path = attempt_log_path(settings.logs_dir, job_id, attempt)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     if settings.hub_token is not None:  # secrets reach training only through its environment
         env["HF_TOKEN"] = settings.hub_token.get_secret_value()
+    if gpu_ids:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "worker.train", "--run-id", str(run_id)],
+            training_command(run_id, gpus, log_path),
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            preexec_fn=die_with_parent(signal.SIGKILL),  # never beside a restarted attempt
+            # Never beside a restarted attempt; in a process group of its own, which a kill ends whole.
+            preexec_fn=die_with_parent(signal.SIGKILL), process_group=0,
         )
 
     def started() -> None:
@@ -69,15 +80,23 @@ def supervise(run_id: int, worker_name: str) -> str:
 
     try:
         retrying(started, settings.db_retry_s, "recording the process")
-        watched = _watch(process, run_id, job_id, settings)
+        watched = _watch(process, gpus, run_id, job_id, settings)
     except BaseException:
         # Never leave a training process without its supervisor (the recovery would start a
         # second one beside it).
-        process.kill()
-        process.wait()
+        _kill(process, gpus)
         raise
-    return retrying(lambda: _record_outcome(run_id, process.returncode, watched, log_path),
-                    settings.db_retry_s, "recording how the attempt ended")
+    code = process.returncode
+    ended = how_ranks_ended(code, gpus, log_path) if gpus > 1 else RanksEnded(code, log_path)
+    return retrying(lambda: _record_outcome(run_id, ended, watched), settings.db_retry_s,
+                    "recording how the attempt ended")
+
+
+def _refuse(run_id: int, refused: NotEnoughGpus) -> str:
+    with session_scope() as session:
+        error = {"code": refused.code, "message": str(refused)}
+        finish_run(session, run_id, RunStatus.FAILED, f"failed: {error['message']}", error=error)
+        return RunStatus.FAILED
 
 
 @dataclass
@@ -90,7 +109,7 @@ class Watched:
     database_lost: bool = False  # unreachable for longer than db_retry_s
 
 
-def _watch(process: subprocess.Popen, run_id: int, job_id: int, settings) -> Watched:
+def _watch(process: subprocess.Popen, gpus: int, run_id: int, job_id: int, settings) -> Watched:
     """Wait for the process, beating, relaying a cancel or pause or a worker shutdown, and
     stopping it if its attempt was settled elsewhere (the recovery took it for lost)."""
     watched = Watched()
@@ -105,15 +124,17 @@ def _watch(process: subprocess.Popen, run_id: int, job_id: int, settings) -> Wat
             pass
         now = time.monotonic()
         if DRAINING.is_set() and not watched.drain_requested:
-            process.send_signal(signal.SIGTERM)  # the training process checkpoints and stops
+            _ask_to_stop(process, gpus, signal.SIGTERM)  # the training process checkpoints and stops
             watched.drain_requested, drain_requested_at = True, now
         if watched.drain_requested and now - drain_requested_at > settings.drain_timeout_s:
-            _kill(process)
+            _kill(process, gpus)
             watched.killed_after_drain = True
             return watched
         if now - last_check < CHECK_S:
             continue
         last_check = now
+        if gpus > 1 and (watched.stop_requested or watched.drain_requested):
+            ask_ranks_to_stop(process.pid)  # ranks that were still starting at the first request
         beat_due = now - last_beat >= settings.heartbeat_interval_s
         try:
             with session_scope() as session:
@@ -129,20 +150,20 @@ def _watch(process: subprocess.Popen, run_id: int, job_id: int, settings) -> Wat
             # Training goes on (it keeps its own reports); only a long outage ends the attempt.
             unreachable_since = unreachable_since or now
             if now - unreachable_since > settings.db_retry_s:
-                _kill(process)
+                _kill(process, gpus)
                 watched.database_lost = True
                 return watched
             continue
         if run_status != RunStatus.RUNNING:
-            _kill(process)
+            _kill(process, gpus)
             watched.settled_elsewhere = run_status
             return watched
         if job_status in STOPPING_JOB_STATES and not watched.stop_requested:
-            process.send_signal(signal.SIGUSR1)
+            _ask_to_stop(process, gpus, signal.SIGUSR1)
             watched.stop_requested, stop_requested_at = True, now
             _note_stop_request(job_id, run_id, job_status)
         if watched.stop_requested and now - stop_requested_at > settings.cancel_grace_s:
-            _kill(process)
+            _kill(process, gpus)
             watched.killed_after_grace = True
             return watched
 
@@ -157,14 +178,34 @@ def _note_stop_request(job_id: int, run_id: int, job_status: str) -> None:
             raise
 
 
-def _kill(process: subprocess.Popen) -> None:
-    process.kill()
+def _ask_to_stop(process: subprocess.Popen, gpus: int, signum: int) -> None:
+    """One training process takes SIGUSR1 (cancel, pause) or SIGTERM (shutdown) as "checkpoint and
+    stop"; every rank of a job on several GPUs takes SIGUSR1 (worker/ranks.py), torchrun none."""
+    if gpus == 1:
+        process.send_signal(signum)
+    else:
+        ask_ranks_to_stop(process.pid)
+
+
+def _kill(process: subprocess.Popen, gpus: int) -> None:
+    """The process, and for a job on several GPUs its ranks (each in a session of its own, and
+    each dies with torchrun anyway)."""
+    for pid in child_pids(process.pid) if gpus > 1 else []:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
     process.wait()
 
 
-def _record_outcome(run_id: int, code: int, watched: Watched, log_path: Path) -> str:
+def _record_outcome(run_id: int, ended: RanksEnded, watched: Watched) -> str:
     """Say how the attempt ended; db/lifecycle.py decides the job's state (and queues a restart,
     sent after the commit)."""
+    code, log_path = ended.code, ended.log_path
     with session_scope() as session:
         run = get_run(session, run_id)
         if watched.settled_elsewhere:
@@ -191,7 +232,7 @@ def _record_outcome(run_id: int, code: int, watched: Watched, log_path: Path) ->
             # Killed from outside (kill -9, the kernel's OOM killer), or stopped with a checkpoint
             # because its worker is shutting down: a lost attempt, like a lost worker.
             error = ({"code": "worker_shutdown", "message": "the worker shut down; the attempt checkpointed and stopped"}
-                     if code == EXIT_STOPPED else {"code": "crashed", "message": _crash_message(code)})
+                     if code == EXIT_STOPPED else {"code": "crashed", "message": ended.crash or _crash_message(code)})
             if code < 0:
                 add_event(session, run.job_id, "run.traceback", _tail(log_path), run_id=run_id)
             interrupt_and_restart(session, run_id, error, exit_code=code)

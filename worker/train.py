@@ -6,6 +6,10 @@ Exit codes (worker.errors):
 - EXIT_FAILED (1): the run's error {code, message, advice?} is written, the traceback is on stderr.
 - EXIT_STOPPED (3): a stop was asked (SIGUSR1, or SIGTERM) and the checkpoint of the step reached
   is recorded; no final model is saved.
+
+A job on several GPUs runs this module as each of torchrun's ranks (worker/ranks.py): rank 0 alone
+writes to the database (progress, metrics, checkpoints, the result); any rank that fails writes
+the run's error.
 """
 
 # ruff: noqa: E402 (the stop handlers go in before the heavy imports)
@@ -19,13 +23,18 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from worker import ranks  # light: no torch
+
 # SIGUSR1 (cancel) and SIGTERM (shutdown) only set this flag: the callback then checkpoints the
 # current step and stops, never in the middle of an optimizer step, a save or a DB write. The
 # handlers go in before the imports below, which take seconds: by default SIGUSR1 would kill.
 PROCESS_STARTED = time.monotonic()
 STOP_REQUESTED = threading.Event()
+
 if __name__ == "__main__":
-    for _signum in (signal.SIGUSR1, signal.SIGTERM):
+    AS_RANK = ranks.launched_by_torchrun()
+    # A rank leaves SIGTERM to its default: torchrun stops the other ranks with it when one fails.
+    for _signum in (signal.SIGUSR1,) if AS_RANK else (signal.SIGUSR1, signal.SIGTERM):
         signal.signal(_signum, lambda *_: STOP_REQUESTED.set())
 
 import torch
@@ -115,15 +124,25 @@ def build_training_arguments(spec: JobSpec, output_dir: Path) -> TrainingArgumen
     """Built before the model is loaded, so that arguments the Trainer refuses fail fast."""
     if spec.training.bf16 and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
         raise Bf16Unsupported(f"bf16 was requested, but the GPU {torch.cuda.get_device_name()} does not support it")
+    if spec.resources.strategy == "fsdp" and spec.resources.gpus > 1 and not torch.cuda.is_available():
+        raise TrainingFailure("strategy fsdp needs NVIDIA GPUs: on CPU (gloo) this worker runs ddp only; set "
+                              "resources.strategy to 'ddp', or run the job on a GPU worker")
     # Non-padding tokens of the training batches, counted by the Trainer over all processes and
     # kept in checkpoints: what tokens_per_second is computed from.
     kwargs = {**training_arguments(spec, str(output_dir)), "include_num_input_tokens_seen": "non_padding"}
+    if spec.resources.gpus > 1 and not torch.cuda.is_available():
+        kwargs["use_cpu"] = True  # accelerate joins CPU ranks (gloo) only when told they are CPU ranks
     try:
-        return TrainingArguments(**kwargs)
+        args = TrainingArguments(**kwargs)
     except ValueError as exc:
         if spec.training.bf16 and "bf16" in str(exc):
             raise Bf16Unsupported(f"bf16 was requested, but this machine does not support it: {exc}") from exc
         raise
+    ranks_launched = ranks.world_size()
+    if args.world_size != ranks_launched:  # never N independent copies writing one output folder
+        raise TrainingFailure(f"torchrun started {ranks_launched} processes but the Trainer sees a world of "
+                              f"{args.world_size}")
+    return args
 
 
 def last_eval_metrics(log_history: list[dict]) -> dict:
@@ -133,8 +152,14 @@ def last_eval_metrics(log_history: list[dict]) -> dict:
     return {}
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a job on several GPUs, or the one training process."""
+    return ranks.rank() == 0
+
+
 def stop_if_requested(stop: threading.Event) -> None:
-    if stop.is_set():
+    # Ranks agree on a stop at a step's end (worker/callback.py); one rank alone must not leave.
+    if stop.is_set() and ranks.world_size() == 1:
         raise TrainingStopped("stopped on request before training began")
 
 
@@ -143,7 +168,9 @@ def build_trainer(
 ) -> Trainer:
     spec = context.spec
     reporter = callback.reporter
-    reporter.phase("preparing_data")
+    main = is_main_process()
+    if main:
+        reporter.phase("preparing_data")
     source = model_source(spec.base_model, get_settings().effective_model_roots)
     tokenizer = load_tokenizer(source, spec.base_model, trust_remote_code=remote_code_allowed(spec))
     train_set, eval_set, cache_file, cached = tokenized_datasets(
@@ -154,7 +181,8 @@ def build_trainer(
         print(f"tokenized examples {'loaded from' if cached else 'written to'} the cache: {cache_file}", file=sys.stderr)
     STARTUP.mark("data")
     stop_if_requested(stop)
-    reporter.phase("loading_model")
+    if main:
+        reporter.phase("loading_model")
     # Before the model is built: LoRA's initial adapter weights come from this RNG.
     set_seed(spec.training.seed)
     full_from = context.init_from if spec.method == "full" else None
@@ -208,8 +236,11 @@ def run_training(context: RunContext, stop: threading.Event) -> None:
     if context.resume_from is not None and not context.resume_from.is_dir():
         raise TrainingFailure(f"cannot resume: the checkpoint folder {context.resume_from} is missing")
     reporter = Reporter(context.job_id, context.run_id, context.attempt)
+    main = is_main_process()
     if context.resume_step is not None:
-        discard_later_timeline(context, reporter)
+        with args.main_process_first(local=False, desc="setting later checkpoints aside"):
+            if main:
+                discard_later_timeline(context, reporter)
     callback = ReportingCallback(reporter, stop)
     trainer = build_trainer(context, args, callback, stop)
     stop_if_requested(stop)
@@ -219,16 +250,20 @@ def run_training(context: RunContext, stop: threading.Event) -> None:
     except TrainingStopped:
         raise
     except Exception as exc:
-        callback.flush_quietly()
-        if is_disk_full(exc):
-            discard_partial_checkpoint(context, trainer.state.global_step, callback.saved_steps)
+        if main:
+            callback.flush_quietly()
+            if is_disk_full(exc):
+                discard_partial_checkpoint(context, trainer.state.global_step, callback.saved_steps)
         raise
-    if stop.is_set() and trainer.state.global_step < trainer.state.max_steps:
+    if callback.stop_agreed() and trainer.state.global_step < trainer.state.max_steps:
         # Stopped during an evaluation whose save the Trainer then skipped (save_strategy "best").
         raise TrainingStopped(f"stopped on request at step {trainer.state.global_step}")
 
     final_dir = context.output_dir / "final"
+    # Every rank takes part (FSDP gathers the shards); the main process writes.
     trainer.save_model(str(final_dir))  # the adapter only, for LoRA; and the tokenizer
+    if not main:
+        return
     result = {
         "final_model_path": str(final_dir),
         "best_checkpoint": trainer.state.best_model_checkpoint,
@@ -267,7 +302,18 @@ def record_failure(run_id: int, exc: BaseException) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker.train", description=__doc__.splitlines()[0])
     parser.add_argument("--run-id", type=int, required=True)
-    run_id = parser.parse_args(argv).run_id
+    parser.add_argument("--attempt-log", type=Path, help="a rank under torchrun: the attempt's launcher log, "
+                        "beside which it writes its own log and exit code")
+    args = parser.parse_args(argv)
+    if args.attempt_log is None:
+        return train(args.run_id)
+    ranks.become_rank(args.attempt_log)
+    code = train(args.run_id)
+    ranks.record_exit(args.attempt_log, code)
+    return code
+
+
+def train(run_id: int) -> int:
     try:
         run_training(load_context(run_id), STOP_REQUESTED)
     except TrainingStopped as stopped:
@@ -278,6 +324,10 @@ def main(argv: list[str] | None = None) -> int:
         print(unavailable, file=sys.stderr)
         return EXIT_DATABASE_UNAVAILABLE
     except Exception as exc:
+        if ranks.launched_by_torchrun() and ranks.is_peer_lost(exc):
+            # Another rank died first; its exit (or its death) says why, not this one's.
+            traceback.print_exception(exc, file=sys.stderr)
+            return ranks.EXIT_PEER_LOST
         record_failure(run_id, exc)
         return EXIT_FAILED
     return EXIT_SUCCEEDED

@@ -43,7 +43,7 @@ from db.workers import live_workers
 from db.status import JobStatus
 from jobspec import JobSpec, estimate, explain_unknown_fields, tuning_warnings
 from jobspec.model import MAX_STEP
-from traindock.paths import attempt_log_path, job_output_dir
+from traindock.paths import attempt_log_path, job_output_dir, rank_log_path
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=AUTHENTICATED)
 
@@ -252,13 +252,18 @@ def download_checkpoint(job_id: JobId, step: StepPath, tenant: CurrentTenant, se
 def attempt_log(
     job_id: JobId, tenant: CurrentTenant, session: SessionDep, settings: SettingsDep,
     attempt: Annotated[int | None, Query(ge=1, le=MAX_STEP, description="Attempt number; default the latest.")] = None,
+    rank: Annotated[int | None, Query(ge=0, le=63, description="A job on several GPUs: this process's own "
+                                      "log; default the launcher's (torchrun).")] = None,
 ):
     """The training process's output (stdout and stderr) of one attempt."""
     job = _job_or_404(session, job_id, tenant)
     number = attempt or latest_run(session, job.id).attempt
     path = attempt_log_path(settings.logs_dir, job.id, number)
+    if rank is not None:
+        path = rank_log_path(path, rank)
     if not path.is_file():
-        raise not_found(f"log of job {job_id} attempt", number)
+        raise not_found(f"log of job {job_id} attempt {number} rank" if rank is not None
+                        else f"log of job {job_id} attempt", rank if rank is not None else number)
     return StreamingResponse(file_chunks(path), media_type="text/plain; charset=utf-8")
 
 

@@ -30,8 +30,9 @@ def models_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def stack(backend, models_root, monkeypatch, tmp_path):
-    """API client + one worker process sharing the backend's settings."""
+def stack(request, backend, models_root, monkeypatch, tmp_path):
+    """API client + one worker process sharing the backend's settings; parametrized indirectly
+    with a string, the worker's GPU set (`--gpus`)."""
     monkeypatch.setenv("TRAINDOCK_MODEL_ROOTS", json.dumps([str(models_root)]))
     monkeypatch.setenv("TRAINDOCK_HEARTBEAT_INTERVAL_S", "0.5")
     monkeypatch.setenv("TRAINDOCK_HEARTBEAT_TIMEOUT_S", "4")
@@ -40,7 +41,7 @@ def stack(backend, models_root, monkeypatch, tmp_path):
     reset_caches()
     from api.app import create_app
 
-    worker = start_worker(tmp_path / "worker.log")
+    worker = start_worker(tmp_path / "worker.log", gpus=getattr(request, "param", None))
     with TestClient(create_app(), headers=authorized(issue("e2e"))) as client:
         client.worker = worker
         client.backend = backend
@@ -48,11 +49,11 @@ def stack(backend, models_root, monkeypatch, tmp_path):
     stop_worker(worker)
 
 
-def start_worker(log_path: Path, name: str | None = None) -> subprocess.Popen:
+def start_worker(log_path: Path, name: str | None = None, gpus: str | None = None) -> subprocess.Popen:
     log = log_path.open("wb")
     worker = subprocess.Popen(
         [sys.executable, "-m", "traindock.cli", "worker", "--loglevel", "info",
-         "--name", name or f"test-{uuid.uuid4().hex[:6]}@%h"],
+         "--name", name or f"test-{uuid.uuid4().hex[:6]}@%h", *(["--gpus", gpus] if gpus else [])],
         env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
     )
     worker.log_path = log_path

@@ -76,3 +76,14 @@ def test_a_lora_job_whose_weights_exceed_the_gpu_is_pointed_to_qlora():
     big = spec(training={"per_device_train_batch_size": 1, "gradient_checkpointing": True},
                data={"cutoff_len": 128}, resources={"gpu_memory_gb": 12})
     assert "use method 'qlora'" in memory_estimate(LLAMA_2_7B, big)["suggestion"]
+
+
+def test_fsdp_shards_weights_gradients_and_optimizer_state_but_not_activations():
+    ddp = memory_estimate(LLAMA_2_7B, spec(method="full", resources={"gpus": 4}))["bytes"]
+    fsdp = memory_estimate(LLAMA_2_7B, spec(method="full", resources={"gpus": 4, "strategy": "fsdp"}))
+    assert ddp["weights"] == 0 and ddp["trainable_parameters"] == 4 * 6_738_415_616  # ddp: a whole copy per GPU
+    for part in ("trainable_parameters", "gradients", "optimizer_state"):
+        assert fsdp["bytes"][part] == ddp[part] / 4
+    assert fsdp["bytes"]["activations"] == ddp["activations"]
+    assert fsdp["parameters"]["total"] == 6_738_415_616  # the model's, not a shard's
+    assert any("over 4 GPUs" in note for note in fsdp["notes"])
