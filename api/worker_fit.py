@@ -1,5 +1,5 @@
 """Whether a spec fits the live workers of its queue (db/workers.py): report_to integrations,
-bf16, fp16 and QLoRA against what the workers registered.
+bf16, fp16, QLoRA and the number of GPUs against what the workers registered.
 
 The rule: when the queue has live workers and none of them can run what the spec asks, it is a
 problem (422 naming the field); when only some can, a warning (the job may land on one that
@@ -44,7 +44,7 @@ def worker_fit(session: Session, settings: Settings, spec: JobSpec) -> tuple[lis
         return [], warnings
     problems: list[dict[str, Any]] = []
     warnings: list[dict[str, str]] = []
-    for check in (_report_to_fit, _precision_fit, _qlora_fit):
+    for check in (_report_to_fit, _precision_fit, _qlora_fit, _gpu_count_fit):
         found, warned = check(spec, queue, workers)
         problems += found
         warnings += warned
@@ -104,4 +104,21 @@ def _qlora_fit(spec: JobSpec, queue: str, workers: list[Worker]):
     if unable:
         return [], [_warning("method", f"{len(unable)} of the {len(workers)} live workers of queue '{queue}' cannot "
                              "run qlora (no CUDA GPU or no bitsandbytes); a job that lands there fails")]
+    return [], []
+
+
+def _gpu_count_fit(spec: JobSpec, queue: str, workers: list[Worker]):
+    needed = spec.resources.gpus
+    if needed == 1:  # a worker without GPUs runs it on the CPU
+        return [], []
+    able, unable = _split(workers, lambda worker: len(worker.gpu_ids) >= needed)
+    if not able:
+        largest = max(len(worker.gpu_ids) for worker in workers)
+        return [problem(("resources", "gpus"), f"the job needs {needed} GPUs and the live workers of queue "
+                        f"'{queue}' have at most {largest}: lower resources.gpus, or start a worker with "
+                        f"--gpus {','.join(map(str, range(needed)))} on this queue", "not_enough_gpus")], []
+    if unable:
+        return [], [_warning("resources.gpus", f"{len(unable)} of the {len(workers)} live workers of queue "
+                             f"'{queue}' have fewer than {needed} GPUs; a job that lands there fails with "
+                             "not_enough_gpus")]
     return [], []

@@ -254,6 +254,9 @@ class Worker(Base):
     queues: Mapped[list[str]] = mapped_column(JSON)
     # [{"index", "name", "memory_bytes", "compute_capability": "8.0", "bf16": bool}]; [] on CPU.
     gpus: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    # Its GPU set (worker/placement.py): a job of resources.gpus N needs N of them. On a CPU
+    # machine `--gpus 0,1` gives ids that only count (tests), so this is not len(gpus).
+    gpu_ids: Mapped[list[str]] = mapped_column(JSON)
     integrations: Mapped[list[str]] = mapped_column(JSON)  # report_to names it can serve
     versions: Mapped[dict[str, Any]]  # torch, transformers, peft, bitsandbytes (None: not installed)
     started_at: Mapped[datetime]

@@ -24,6 +24,7 @@ def register_worker(session: Session, facts: dict[str, Any]) -> None:
         session.add(worker)
     for field in ("host", "pid", "queues", "gpus", "integrations", "versions"):
         setattr(worker, field, facts[field])
+    worker.gpu_ids = facts.get("gpu_ids", [])
     worker.started_at = worker.heartbeat_at = now
     worker.stopped_at = None
     session.flush()

@@ -18,6 +18,7 @@ from db.engine import session_scope
 from db.workers import beat_worker, mark_worker_stopped, register_worker
 from jobspec.choices import REPORT_INTEGRATIONS
 from traindock.settings import get_settings
+from worker.placement import worker_gpu_ids
 
 log = logging.getLogger(__name__)
 GPU_PROBE_TIMEOUT_S = 120
@@ -64,11 +65,12 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
-def probe_gpus() -> list[dict]:
-    """The GPUs a training process of this worker sees (CUDA_VISIBLE_DEVICES applies); [] on CPU."""
+def probe_gpus(gpu_ids: list[str]) -> list[dict]:
+    """The GPUs of this worker's GPU set, as its training processes see them; [] on CPU."""
+    env = {**os.environ, **({"CUDA_VISIBLE_DEVICES": ",".join(gpu_ids)} if gpu_ids else {})}
     try:
         done = subprocess.run([sys.executable, "-m", "worker.gpus"], capture_output=True, text=True,
-                              timeout=GPU_PROBE_TIMEOUT_S, check=True)
+                              timeout=GPU_PROBE_TIMEOUT_S, check=True, env=env)
         return json.loads(done.stdout.strip().splitlines()[-1])
     except (subprocess.SubprocessError, OSError, ValueError, IndexError):
         log.warning("could not list this machine's GPUs; registering none", exc_info=True)
@@ -76,8 +78,10 @@ def probe_gpus() -> list[dict]:
 
 
 def worker_facts(name: str, queues: list[str]) -> dict:
+    gpu_ids = worker_gpu_ids(get_settings().gpus)  # `traindock worker` refused a malformed set
     return {"name": name, "host": socket.gethostname(), "pid": os.getpid(), "queues": sorted(queues),
-            "gpus": probe_gpus(), "integrations": installed_integrations(), "versions": library_versions()}
+            "gpus": probe_gpus(gpu_ids), "gpu_ids": gpu_ids, "integrations": installed_integrations(),
+            "versions": library_versions()}
 
 
 def start_registry_thread(name: str, queues: list[str]) -> threading.Thread:

@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column('pid', sa.Integer(), nullable=False),
         sa.Column('queues', sa.JSON(), nullable=False),
         sa.Column('gpus', sa.JSON(), nullable=False),
+        sa.Column('gpu_ids', sa.JSON(), nullable=False),
         sa.Column('integrations', sa.JSON(), nullable=False),
         sa.Column('versions', sa.JSON(), nullable=False),
         sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),

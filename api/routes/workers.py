@@ -27,6 +27,8 @@ class QueueCapacity(BaseModel):
     queue: str
     live_workers: int
     gpus: list[GpuCount]
+    largest_gpu_set: int = Field(description="The most GPUs one live worker has: the largest resources.gpus "
+                                 "a job of this queue can have.")
     integrations: list[str] = Field(description="report_to names at least one live worker can serve.")
 
 
@@ -36,6 +38,7 @@ class WorkerOut(BaseModel):
     pid: int
     queues: list[str]
     gpus: list[dict[str, Any]] = Field(description="index, name, memory_bytes, compute_capability, bf16; [] on CPU.")
+    gpu_ids: list[str] = Field(description="Its GPU set (traindock worker --gpus); jobs get the first resources.gpus.")
     integrations: list[str]
     versions: dict[str, str | None]
     started_at: datetime
@@ -62,7 +65,7 @@ def queue_capacity(live: list[SeenWorker]) -> list[QueueCapacity]:
             kind = (gpu["name"], gpu["memory_bytes"], gpu["bf16"])
             gpus[kind] = gpus.get(kind, 0) + 1
         capacity.append(QueueCapacity(
-            queue=queue, live_workers=len(workers),
+            queue=queue, live_workers=len(workers), largest_gpu_set=max(len(worker.gpu_ids) for worker in workers),
             gpus=[GpuCount(name=name, memory_bytes=memory, bf16=bf16, count=count)
                   for (name, memory, bf16), count in sorted(gpus.items())],
             integrations=sorted({name for worker in workers for name in worker.integrations}),
@@ -80,7 +83,7 @@ def list_workers(tenant: CurrentTenant, session: SessionDep, settings: SettingsD
     jobs = running_jobs(session, [entry.worker.name for entry in seen])
     workers = [
         WorkerOut(**{field: getattr(entry.worker, field) for field in (
-            "name", "host", "pid", "queues", "gpus", "integrations", "versions", "started_at", "heartbeat_at",
+            "name", "host", "pid", "queues", "gpus", "gpu_ids", "integrations", "versions", "started_at", "heartbeat_at",
             "stopped_at")}, heartbeat_age_s=entry.heartbeat_age_s, live=entry.live,
             running_job_ids=jobs[entry.worker.name])
         for entry in seen

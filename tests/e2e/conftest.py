@@ -49,11 +49,13 @@ def stack(request, backend, models_root, monkeypatch, tmp_path):
     stop_worker(worker)
 
 
-def start_worker(log_path: Path, name: str | None = None, gpus: str | None = None) -> subprocess.Popen:
+def start_worker(log_path: Path, name: str | None = None, gpus: str | None = None,
+                 queues: str | None = None) -> subprocess.Popen:
     log = log_path.open("wb")
     worker = subprocess.Popen(
         [sys.executable, "-m", "traindock.cli", "worker", "--loglevel", "info",
-         "--name", name or f"test-{uuid.uuid4().hex[:6]}@%h", *(["--gpus", gpus] if gpus else [])],
+         "--name", name or f"test-{uuid.uuid4().hex[:6]}@%h", *(["--gpus", gpus] if gpus else []),
+         *(["--queues", queues] if queues else [])],
         env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
     )
     worker.log_path = log_path

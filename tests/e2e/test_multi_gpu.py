@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import all_metrics, submit, upload, wait_for
+from tests.e2e.conftest import all_metrics, start_worker, stop_worker, submit, upload, wait_for
 from tests.e2e.test_resume import comparable_metrics, step_of
 from tests.e2e.test_training import DEMO_ROWS, spec, wait_for_event, wait_until
 from worker.drain import child_pids
@@ -147,11 +147,20 @@ def test_cancel_resume_and_a_killed_rank_continue_the_uninterrupted_run(stack):
 
 
 @pytest.mark.parametrize("stack", ["3"], indirect=True)
-def test_a_worker_with_fewer_gpus_than_the_job_refuses_it(stack):
-    job = submit(stack, {**spec(upload(stack, DEMO_ROWS)), "resources": {"gpus": 2}})
-    job = wait_for(stack, job["id"])
+def test_a_worker_with_fewer_gpus_than_the_job_refuses_it(stack, tmp_path):
+    dataset_id = upload(stack, DEMO_ROWS)
+    wait_until(lambda: [q for q in stack.get("/workers").json()["queues"] if q["queue"] == "gpu"], timeout=60)
+    refused = stack.post("/jobs", json={**spec(dataset_id), "resources": {"gpus": 2}})
+    assert refused.status_code == 422 and "at most 1" in str(refused.json()["detail"])
+    # Queued while no worker of its queue was live, then taken by one with too few GPUs.
+    job = submit(stack, {**spec(dataset_id), "resources": {"gpus": 2, "queue": "later"}})
+    late = start_worker(tmp_path / "late.log", gpus="5", queues="later")
+    try:
+        job = wait_for(stack, job["id"])
+    finally:
+        stop_worker(late)
     assert job["status"] == "failed" and job["error"]["code"] == "not_enough_gpus"
-    assert "needs 2 GPUs (resources.gpus)" in job["error"]["message"] and "has 1 (3)" in job["error"]["message"]
+    assert "needs 2 GPUs (resources.gpus)" in job["error"]["message"] and "has 1 (5)" in job["error"]["message"]
     events = stack.get(f"/jobs/{job['id']}/events").json()["items"]
     assert not [e for e in events if e["type"] == "run.process_started"]
 

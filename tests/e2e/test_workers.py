@@ -27,6 +27,7 @@ def test_a_real_worker_registers_beats_gates_submits_and_marks_itself_stopped(st
 
     worker = live_worker(stack)
     assert worker["queues"] == ["gpu"] and worker["gpus"] == [] and worker["pid"] == stack.worker.pid
+    assert worker["gpu_ids"] == []
     assert "tensorboard" in worker["integrations"] and worker["versions"]["torch"] and worker["versions"]["peft"]
     first_beat = worker["heartbeat_at"]
     time.sleep(1.5)  # TRAINDOCK_HEARTBEAT_INTERVAL_S is 0.5 here

@@ -23,10 +23,12 @@ T4 = {"index": 0, "name": "Tesla T4", "memory_bytes": 15_828_320_256, "compute_c
 VERSIONS = {"torch": "2.13.0", "transformers": "5.24.0", "peft": "0.21.2", "accelerate": "1.15.0", "bitsandbytes": None}
 
 
-def register(name: str, queues=("gpu",), gpus=(), integrations=("tensorboard",), bitsandbytes=None, pid=100) -> None:
+def register(name: str, queues=("gpu",), gpus=(), integrations=("tensorboard",), bitsandbytes=None, pid=100,
+             gpu_ids=None) -> None:
     with session_scope() as session:
         register_worker(session, {"name": name, "host": f"host-of-{name}", "pid": pid, "queues": list(queues),
                                   "gpus": list(gpus), "integrations": list(integrations),
+                                  "gpu_ids": [str(gpu["index"]) for gpu in gpus] if gpu_ids is None else gpu_ids,
                                   "versions": {**VERSIONS, "bitsandbytes": bitsandbytes}})
 
 
@@ -77,7 +79,7 @@ def test_admins_see_every_worker_and_tenants_only_each_queues_capacity(admin, cl
     seen = admin.get("/workers").json()
     assert [q["queue"] for q in seen["queues"]] == ["cpu", "gpu"]  # live workers' queues only
     gpu = seen["queues"][1]
-    assert gpu["live_workers"] == 2 and gpu["integrations"] == ["tensorboard"]
+    assert gpu["live_workers"] == 2 and gpu["integrations"] == ["tensorboard"] and gpu["largest_gpu_set"] == 2
     assert gpu["gpus"] == [{"name": H100["name"], "memory_bytes": H100["memory_bytes"], "bf16": True, "count": 2}]
     workers = {w["name"]: w for w in seen["workers"]}
     assert set(workers) == {"gpu-1@a", "cpu-1@b", "old@c", "gone@d"}
@@ -177,3 +179,16 @@ def test_without_gpu_memory_gb_the_estimate_is_compared_with_the_queues_smallest
     assert "suggestion" not in memory(method="qlora")  # 4.5 GB of weights instead of 13.5
     hinted = memory(resources={"gpu_memory_gb": 80})  # the spec's own figure wins
     assert "compared_with" not in hinted and "suggestion" not in hinted
+
+
+def test_more_gpus_than_any_live_worker_of_the_queue_has_is_422_and_fewer_than_some_a_warning(client, dataset):
+    register("two@a", queues=["gpu"], gpu_ids=["0", "1"])  # a CPU machine's ids count as well
+    register("one@b", queues=["gpu"], gpus=[H100])
+
+    report = validate(client, dataset["id"], resources={"gpus": 4})
+    assert "needs 4 GPUs" in error_at(report, "resources", "gpus") and "at most 2" in error_at(report, "resources", "gpus")
+    assert client.post("/jobs", json=make_spec(dataset["id"], resources={"gpus": 4})).status_code == 422
+
+    two = validate(client, dataset["id"], resources={"gpus": 2})
+    assert two["valid"] and "1 of the 2 live workers" in warning_at(two, "resources.gpus")
+    assert not [w for w in validate(client, dataset["id"])["warnings"] if w["field"] == "resources.gpus"]
