@@ -23,6 +23,7 @@ from db.engine import session_scope
 from db.events import add_event
 from db.jobs import get_status, job_gpus
 from db.lifecycle import claim_run, finish_run, finish_stopped, interrupt_and_restart
+from db.outbox import dispatch
 from db.retry import is_transient, retrying
 from db.runs import beat, get_run, set_pid
 from db.status import STOPPING_JOB_STATES, RunStatus
@@ -43,6 +44,10 @@ DATABASE_UNAVAILABLE = "database_unavailable"
 def supervise(run_id: int, worker_name: str) -> str:
     settings = get_settings()
     drain_on_sigterm()
+    if DRAINING.is_set():
+        # A worker shutting down may still take a message (often the job it just handed back):
+        # it sends the run on, unclaimed, for another worker.
+        return retrying(lambda: _pass_on(run_id), settings.db_retry_s, "passing the run on")
 
     def claim() -> tuple[int, int, int] | None:
         with session_scope() as session:
@@ -90,6 +95,15 @@ def supervise(run_id: int, worker_name: str) -> str:
     ended = how_ranks_ended(code, gpus, log_path) if gpus > 1 else RanksEnded(code, log_path)
     return retrying(lambda: _record_outcome(run_id, ended, watched), settings.db_retry_s,
                     "recording how the attempt ended")
+
+
+def _pass_on(run_id: int) -> str:
+    with session_scope() as session:
+        run = get_run(session, run_id)
+        queue = run.job.queue if run is not None and run.status == RunStatus.QUEUED else None
+    if queue is not None:
+        dispatch(run_id, queue)
+    return "passed on"
 
 
 def _refuse(run_id: int, refused: NotEnoughGpus) -> str:

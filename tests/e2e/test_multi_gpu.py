@@ -195,7 +195,7 @@ def test_a_worker_shutdown_checkpoints_every_rank_and_hands_the_job_back(stack):
     stack.worker.send_signal(signal.SIGTERM)  # a warm shutdown: drain
     stack.worker.wait(timeout=120)
     job = stack.get(f"/jobs/{job['id']}").json()
-    first, handed_back = job["attempts"][0], job["attempts"][1]
+    first, handed_back = job["attempts"]  # the draining worker passed the handed-back run on unclaimed
     assert (first["status"], first["error"]["code"]) == ("interrupted", "worker_shutdown")
     assert handed_back["reason"] == "handed_back"
     assert handed_back["resume_step"] >= 2 and handed_back["resume_step"] in usable_steps(stack, job["id"])
