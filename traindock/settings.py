@@ -69,6 +69,10 @@ class Settings(BaseSettings):
         None, description="Comma-separated GPU ids this worker's jobs may use (`traindock worker --gpus` sets it); "
         "default the NVIDIA GPUs the machine has, or CUDA_VISIBLE_DEVICES when set.",
     )
+    warm_start: bool = Field(
+        True, description="Keep a spare training process with its imports done for the next one-GPU job "
+        "(costs the memory of one idle interpreter with torch loaded per worker process).",
+    )
     hub_namespaces: dict[str, str] = Field(
         default_factory=dict, description="Tenant name -> the Hub namespace its hub_model_id must fall under; "
         "the key '*' applies to every other tenant and may use '{tenant}'. A tenant with none cannot name a Hub repo.",

@@ -5,7 +5,7 @@ prefetch on every broker."""
 import threading
 
 from celery import bootsteps
-from celery.signals import worker_ready, worker_shutting_down
+from celery.signals import worker_process_init, worker_ready, worker_shutting_down
 from celery.worker import state
 
 from traindock.broker import make_celery
@@ -51,6 +51,14 @@ def _watch_for_lost_runs(sender=None, **_kwargs) -> None:
 
     start_recovery_thread()
     start_registry_thread(sender.hostname, list(sender.app.amqp.queues.consume_from))
+
+
+@worker_process_init.connect
+def _start_a_spare_training_process(**_kwargs) -> None:
+    """A pool process starts with its first job's training process already importing (worker/warm.py)."""
+    from worker.supervisor import prepare_spare
+
+    prepare_spare(get_settings())
 
 
 @worker_shutting_down.connect

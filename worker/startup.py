@@ -9,8 +9,9 @@ PHASES = ("imports", "data", "model", "trainer", "first_step")
 
 
 class StartupClock:
-    def __init__(self, started: float):
-        self.started = started  # time.monotonic() as the process began
+    def __init__(self, started: float, warm: bool = False):
+        self.started = started  # time.monotonic() as the process began (a spare: as it got its job)
+        self.warm = warm  # a spare (worker/warm.py): its imports were done before the job came
         # The same instant on the wall clock.
         self.started_at = datetime.now(timezone.utc) - timedelta(seconds=time.monotonic() - started)
         self.marks: dict[str, float] = {}
@@ -22,7 +23,7 @@ class StartupClock:
     def split(self) -> dict:
         """{"process_started_at", "imports_s", "data_s", "model_s", "trainer_s", "first_step_s"}:
         each phase from the end of the one before; a phase not reached is None."""
-        split: dict = {"process_started_at": self.started_at.isoformat()}
+        split: dict = {"process_started_at": self.started_at.isoformat(), "warm": self.warm}
         previous = self.started
         for phase in PHASES:
             end = self.marks.get(phase)

@@ -31,6 +31,7 @@ from traindock.lifetime import die_with_parent
 from traindock.paths import attempt_log_path
 from traindock.settings import get_settings
 from worker.drain import DRAINING, child_pids, drain_on_sigterm
+from worker import warm
 from worker.errors import EXIT_DATABASE_UNAVAILABLE, EXIT_STOPPED
 from worker.placement import NotEnoughGpus, job_gpu_ids, worker_gpu_ids
 from worker.ranks import RanksEnded, ask_ranks_to_stop, how_ranks_ended, training_command
@@ -64,18 +65,16 @@ def supervise(run_id: int, worker_name: str) -> str:
         return retrying(lambda: _refuse(run_id, refused), settings.db_retry_s, "refusing the run")
     log_path = attempt_log_path(settings.logs_dir, job_id, attempt)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    if settings.hub_token is not None:  # secrets reach training only through its environment
-        env["HF_TOKEN"] = settings.hub_token.get_secret_value()
-    if gpu_ids:
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            training_command(run_id, gpus, log_path),
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            # Never beside a restarted attempt; in a process group of its own, which a kill ends whole.
-            preexec_fn=die_with_parent(signal.SIGKILL), process_group=0,
-        )
+    env = training_env(settings, gpu_ids)
+    process = warm.take_spare(env, run_id, log_path) if gpus == 1 else None
+    if process is None:
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                training_command(run_id, gpus, log_path),
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                # Never beside a restarted attempt; in a process group of its own, which a kill ends whole.
+                preexec_fn=die_with_parent(signal.SIGKILL), process_group=0,
+            )
 
     def started() -> None:
         with session_scope() as session:
@@ -93,8 +92,25 @@ def supervise(run_id: int, worker_name: str) -> str:
         raise
     code = process.returncode
     ended = how_ranks_ended(code, gpus, log_path) if gpus > 1 else RanksEnded(code, log_path)
-    return retrying(lambda: _record_outcome(run_id, ended, watched), settings.db_retry_s,
-                    "recording how the attempt ended")
+    outcome = retrying(lambda: _record_outcome(run_id, ended, watched), settings.db_retry_s,
+                       "recording how the attempt ended")
+    prepare_spare(settings)
+    return outcome
+
+
+def training_env(settings, gpu_ids: list[str]) -> dict[str, str]:
+    env = dict(os.environ)
+    if settings.hub_token is not None:  # secrets reach training only through its environment
+        env["HF_TOKEN"] = settings.hub_token.get_secret_value()
+    if gpu_ids:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
+    return env
+
+
+def prepare_spare(settings) -> None:
+    """Start the training process of this pool process's next one-GPU job ahead of it (worker/warm.py)."""
+    if settings.warm_start and not DRAINING.is_set():
+        warm.start_spare(training_env(settings, job_gpu_ids(worker_gpu_ids(settings.gpus), 1, "")))
 
 
 def _pass_on(run_id: int) -> str:

@@ -23,7 +23,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker import ranks  # light: no torch
+from worker import ranks, warm  # light: no torch
 
 # SIGUSR1 (cancel) and SIGTERM (shutdown) only set this flag: the callback then checkpoints the
 # current step and stops, never in the middle of an optimizer step, a save or a DB write. The
@@ -280,6 +280,16 @@ def run_training(context: RunContext, stop: threading.Event) -> None:
     reporter.result(result)
 
 
+def restart_clocks() -> None:
+    """A spare's job starts when it is handed over: the imports were done before it was
+    submitted, and a stop signal to the idle spare meant nothing for it."""
+    global PROCESS_STARTED, STARTUP
+    PROCESS_STARTED = time.monotonic()
+    STARTUP = StartupClock(PROCESS_STARTED, warm=True)
+    STARTUP.mark("imports")
+    STOP_REQUESTED.clear()
+
+
 def startup_split(callback: ReportingCallback) -> dict:
     if callback.train_began is not None:
         STARTUP.mark("trainer", callback.train_began)
@@ -301,10 +311,20 @@ def record_failure(run_id: int, exc: BaseException) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker.train", description=__doc__.splitlines()[0])
-    parser.add_argument("--run-id", type=int, required=True)
+    parser.add_argument("--run-id", type=int)
+    parser.add_argument("--warm", action="store_true", help="a spare started before its job (worker/warm.py): "
+                        "the run id comes on stdin")
     parser.add_argument("--attempt-log", type=Path, help="a rank under torchrun: the attempt's launcher log, "
                         "beside which it writes its own log and exit code")
     args = parser.parse_args(argv)
+    if args.warm:
+        handed = warm.wait_for_run()
+        if handed is None:
+            return 0
+        restart_clocks()
+        return train(handed[0])
+    if args.run_id is None:
+        parser.error("--run-id is required")
     if args.attempt_log is None:
         return train(args.run_id)
     ranks.become_rank(args.attempt_log)
