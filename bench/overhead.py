@@ -1,6 +1,6 @@
 """Overhead of traindock: the same LoRA job as a bare Trainer script and through the service
 (embedded backend, a real worker), several times, interleaved. Prints medians and ratios.
-Goals: service / bare <= 1.05, and the reporting callback <= 1% of a training step.
+Goals: service / bare <= 1.03, and the reporting callback <= 1% of a training step.
 
     python bench/overhead.py [--rounds 5] [--steps 300]              # tiny model, CPU
     python bench/overhead.py --model 0.5b --bf16 --rounds 1 --steps 60  # one GPU (gpu_check.sh)
@@ -150,7 +150,7 @@ def main() -> None:
         run_id = latest_run(session, last_job["id"]).id
     bare_s, service_s = statistics.median(b[0] for b in bare), statistics.median(s[0] for s in service)
     print(f"median bare {bare_s:.2f} s, median service {service_s:.2f} s")
-    print(f"service/bare ratio: {service_s / bare_s:.3f} (goal <= 1.05)")
+    print(f"service/bare ratio: {service_s / bare_s:.3f} (goal <= 1.03)")
     bare_metrics, service_result = bare[-1][1], last_job["result"]
     def tokens_per_second(tokens: int, metrics: dict) -> float:
         return tokens / metrics["train_runtime"]

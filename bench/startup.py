@@ -1,4 +1,4 @@
-"""Start-up of a job on a warm worker: from the submit to the end of the first optimizer step,
+"""Start-up of a job on a warm (idle) worker: from the submit to the end of the first optimizer step,
 split into dispatch (submit -> the worker's claim), process start (claim -> the training
 process runs), imports, data preparation (tokenizer and tokenized examples), model load (with
 LoRA or QLoRA applied), trainer set-up and the first step, read from the job's record (the
@@ -52,6 +52,9 @@ def main() -> None:
     parser.add_argument("--model", choices=["tiny", "0.5b"], default="tiny")
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--method", choices=["lora", "qlora", "full"], default="lora")
+    parser.add_argument("--idle", type=float, default=8.0,
+                        help="seconds the worker waits before each submit: a warm worker is an idle one, whose "
+                        "spare training process (worker/warm.py) has done its imports; 0: jobs back to back")
     options = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="traindock-startup-"))
@@ -82,6 +85,7 @@ def main() -> None:
                                  "bf16": options.bf16, "fp16": options.method == "qlora" and not options.bf16}}
             run_job(client, spec)  # warm-up: the worker's first job, file caches, the token cache
             for round_ in range(options.rounds):
+                time.sleep(options.idle)
                 splits.append(split_of(run_job(client, spec)))
                 print(f"round {round_ + 1}: " + ", ".join(f"{part} {splits[-1][part]:.2f} s" for part in PARTS)
                       + f"; submit -> first step {splits[-1]['total']:.2f} s", flush=True)

@@ -94,6 +94,7 @@ def supervise(run_id: int, worker_name: str) -> str:
     ended = how_ranks_ended(code, gpus, log_path) if gpus > 1 else RanksEnded(code, log_path)
     outcome = retrying(lambda: _record_outcome(run_id, ended, watched), settings.db_retry_s,
                        "recording how the attempt ended")
+    # Only now: importing beside a training job slowed its steps by a third on a 2-core machine.
     prepare_spare(settings)
     return outcome
 
@@ -108,7 +109,8 @@ def training_env(settings, gpu_ids: list[str]) -> dict[str, str]:
 
 
 def prepare_spare(settings) -> None:
-    """Start the training process of this pool process's next one-GPU job ahead of it (worker/warm.py)."""
+    """Start the training process of this pool process's next one-GPU job ahead of it (worker/warm.py):
+    it imports torch and transformers in the meantime, and holds no GPU memory until it trains."""
     if settings.warm_start and not DRAINING.is_set():
         warm.start_spare(training_env(settings, job_gpu_ids(worker_gpu_ids(settings.gpus), 1, "")))
 
