@@ -261,7 +261,9 @@ def test_disk_full_at_a_save_fails_with_its_own_code_and_keeps_earlier_checkpoin
         output.mkdir(parents=True)
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(output)], check=True)
         try:
-            spec = {**job_spec(dataset_id, max_steps=20, save_steps=5), "output_dir": "small-disk"}
+            # 100 steps between the first checkpoint and the save that cannot fit: time to shrink the
+            # disk, even on an idle machine with a spare training process (no start-up at all).
+            spec = {**job_spec(dataset_id, max_steps=200, save_steps=50), "output_dir": "small-disk"}
             job = submit(client, spec)
             wait_until(lambda: client.get(f"/jobs/{job['id']}/checkpoints").json(), 120, "the first checkpoint")
             one_checkpoint = shutil.disk_usage(output).used
@@ -274,12 +276,12 @@ def test_disk_full_at_a_save_fails_with_its_own_code_and_keeps_earlier_checkpoin
                    f"{checkpoints} intact")
             assert job["status"] == "failed" and job["error"]["code"] == "disk_full", job
             assert "save_total_limit" in job["error"]["advice"]
-            assert checkpoints == on_disk == [5, 10]
+            assert checkpoints == on_disk == [50, 100]
             subprocess.run(["mount", "-o", "remount,size=64m", str(output)], check=True)  # space freed
             resumed = client.post(f"/jobs/{job['id']}/resume")
             assert resumed.status_code == 202, resumed.text
             done = wait_for(client, job["id"])
             figure("disk full, resumed after freeing space", f"{done['status']} from step {done['attempts'][-1]['resume_step']}")
-            assert done["status"] == "succeeded" and done["attempts"][-1]["resume_step"] == 10
+            assert done["status"] == "succeeded" and done["attempts"][-1]["resume_step"] == 100
         finally:
             subprocess.run(["umount", "-l", str(output)], check=False)
