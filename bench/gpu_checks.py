@@ -12,15 +12,14 @@ Exits 1 when any check fails. Part of bench/gpu_check.sh.
 """
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
+
+from embedded import embedded_service  # noqa: E402
 
 TOLERANCE = 0.15
 STEPS, RESUME_STEP = 10, 5
@@ -99,33 +98,12 @@ def main() -> int:
         PRECISION.clear()
     methods = options.methods.split(",")
 
-    workdir = Path(tempfile.mkdtemp(prefix="traindock-gpu-checks-"))
-    os.environ.update(TRAINDOCK_DATA_DIR=str(workdir / "data"),
-                      TRAINDOCK_MODEL_ROOTS=json.dumps([str(workdir / "models")]))
-    from fastapi.testclient import TestClient
-
-    from api.app import create_app
-    from db.engine import session_scope
-    from db.tenants import issue_key
-    from overhead import build_model
-    from tests.e2e.conftest import start_worker, stop_worker
-    from traindock.cli import migrate
-
-    build_model(options.model, workdir / "models" / "bench-model")
-    migrate()
-    worker = start_worker(workdir / "worker.log")
     results = []
-    try:
-        with session_scope() as session:
-            key = issue_key(session, "gpu-checks").secret
-        with TestClient(create_app(), headers={"Authorization": f"Bearer {key}"}) as client:
-            demo = (REPO / "traindock" / "data" / "alpaca_demo.jsonl").read_bytes()
-            dataset_id = client.post("/datasets", files={"file": ("demo.jsonl", demo)}).json()["id"]
-            results += check_training_and_resume(client, dataset_id, methods[0])
-            for method in methods:
-                results.append(check_memory(client, dataset_id, method))
-    finally:
-        stop_worker(worker)
+    with embedded_service(options.model, "traindock-gpu-checks-") as served:
+        client, dataset_id = served.client, served.dataset["id"]
+        results += check_training_and_resume(client, dataset_id, methods[0])
+        for method in methods:
+            results.append(check_memory(client, dataset_id, method))
     return 0 if all(results) else 1
 
 

@@ -8,16 +8,15 @@ differences and peak memory; exits 1 when a job fails or the losses are further 
 """
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
+
+from embedded import embedded_service  # noqa: E402
 
 FINISHED = ("succeeded", "failed", "cancelled")
 
@@ -71,50 +70,29 @@ def main() -> int:
     if gpus < 2:
         print(f"skipped: {gpus} GPU(s) visible")
         return 0
-    workdir = Path(tempfile.mkdtemp(prefix="traindock-multi-gpu-"))
-    os.environ.update(TRAINDOCK_DATA_DIR=str(workdir / "data"),
-                      TRAINDOCK_MODEL_ROOTS=json.dumps([str(workdir / "models")]))
-    from fastapi.testclient import TestClient
-
-    from api.app import create_app
-    from db.engine import session_scope
-    from db.tenants import issue_key
-    from overhead import build_model
-    from tests.e2e.conftest import start_worker, stop_worker
-    from traindock.cli import migrate
-
-    build_model(options.model, workdir / "models" / "bench-model")
-    migrate()
-    worker = start_worker(workdir / "worker.log", gpus=",".join(map(str, range(gpus))))
     ok = True
-    try:
-        with session_scope() as session:
-            key = issue_key(session, "bench").secret
-        with TestClient(create_app(), headers={"Authorization": f"Bearer {key}"}) as client:
-            demo = (REPO / "traindock" / "data" / "alpaca_demo.jsonl").read_bytes()
-            dataset = client.post("/datasets", files={"file": ("demo.jsonl", demo)}).json()["id"]
-            steps = options.steps
-            ok &= compare(client, f"LoRA, DDP on {gpus} GPUs",
-                          run(client, spec(dataset, steps, 1, 4 * gpus)), run(client, spec(dataset, steps, gpus, 4)),
-                          options.tolerance)
-            ok &= compare(client, f"full fine-tune, FSDP on {gpus} GPUs",
-                          run(client, spec(dataset, steps, 1, 4 * gpus, method="full")),
-                          run(client, spec(dataset, steps, gpus, 4, method="full", resources={"strategy": "fsdp"})),
-                          options.tolerance)
-            reference = run(client, spec(dataset, 4 * steps, gpus, 4))
-            job = run(client, spec(dataset, 4 * steps, gpus, 4), until=("running",))
-            while (client.get(f"/jobs/{job['id']}").json().get("progress") or {}).get("step", 0) < steps:
-                time.sleep(0.2)
-            client.post(f"/jobs/{job['id']}/cancel")
-            while (job := client.get(f"/jobs/{job['id']}").json())["status"] not in FINISHED:
-                time.sleep(0.5)
-            print(f"cancel at step {job['progress']['step']} of {4 * steps}: {job['status']}", flush=True)
-            client.post(f"/jobs/{job['id']}/resume")
-            while (job := client.get(f"/jobs/{job['id']}").json())["status"] not in FINISHED:
-                time.sleep(0.5)
-            ok &= compare(client, f"cancel + resume on {gpus} GPUs", reference, job, options.tolerance)
-    finally:
-        stop_worker(worker)
+    with embedded_service(options.model, "traindock-multi-gpu-", gpus=",".join(map(str, range(gpus)))) as served:
+        client, dataset = served.client, served.dataset["id"]
+        steps = options.steps
+        ok &= compare(client, f"LoRA, DDP on {gpus} GPUs",
+                      run(client, spec(dataset, steps, 1, 4 * gpus)), run(client, spec(dataset, steps, gpus, 4)),
+                      options.tolerance)
+        ok &= compare(client, f"full fine-tune, FSDP on {gpus} GPUs",
+                      run(client, spec(dataset, steps, 1, 4 * gpus, method="full")),
+                      run(client, spec(dataset, steps, gpus, 4, method="full", resources={"strategy": "fsdp"})),
+                      options.tolerance)
+        reference = run(client, spec(dataset, 4 * steps, gpus, 4))
+        job = run(client, spec(dataset, 4 * steps, gpus, 4), until=("running",))
+        while (client.get(f"/jobs/{job['id']}").json().get("progress") or {}).get("step", 0) < steps:
+            time.sleep(0.2)
+        client.post(f"/jobs/{job['id']}/cancel")
+        while (job := client.get(f"/jobs/{job['id']}").json())["status"] not in FINISHED:
+            time.sleep(0.5)
+        print(f"cancel at step {job['progress']['step']} of {4 * steps}: {job['status']}", flush=True)
+        client.post(f"/jobs/{job['id']}/resume")
+        while (job := client.get(f"/jobs/{job['id']}").json())["status"] not in FINISHED:
+            time.sleep(0.5)
+        ok &= compare(client, f"cancel + resume on {gpus} GPUs", reference, job, options.tolerance)
     print("multi-GPU check:", "ok" if ok else "FAILED")
     return 0 if ok else 1
 

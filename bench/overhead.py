@@ -8,7 +8,6 @@ Goals: service / bare <= 1.03, and the reporting callback <= 1% of a training st
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -18,29 +17,9 @@ from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # for tests.e2e.conftest: the same worker start-up the tests use
+sys.path[:0] = [str(REPO), str(REPO / "bench")]  # tests.e2e.conftest's worker start-up, bench/embedded.py
 
-
-def build_model(kind: str, folder: Path) -> None:
-    from worker.tinymodel import build_tiny_model, build_tokenizer
-
-    if kind == "tiny":
-        build_tiny_model(folder)
-        return
-    from transformers import LlamaConfig, LlamaForCausalLM, set_seed
-
-    tokenizer = build_tokenizer()
-    config = LlamaConfig(  # ~0.47B parameters, random weights: no hub needed
-        vocab_size=32000, hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
-        num_attention_heads=16, num_key_value_heads=16, max_position_embeddings=2048,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    set_seed(0)
-    model = LlamaForCausalLM(config)
-    print(f"model: {sum(p.numel() for p in model.parameters()) / 1e9:.2f}B parameters", flush=True)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+from embedded import embedded_service  # noqa: E402 (bench/, beside this script)
 
 
 def job_spec(dataset_id: int, options) -> dict:
@@ -112,39 +91,21 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true")
     options = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="traindock-bench-"))
-    os.environ.update(TRAINDOCK_DATA_DIR=str(workdir / "data"),
-                      TRAINDOCK_MODEL_ROOTS=json.dumps([str(workdir / "models")]))
-    from fastapi.testclient import TestClient
+    with embedded_service(options.model, "traindock-bench-") as served:
+        from db.datasets import get_dataset
+        from db.engine import session_scope
+        from db.runs import latest_run
 
-    from api.app import create_app
-    from db.datasets import get_dataset
-    from db.engine import session_scope
-    from db.runs import latest_run
-    from db.tenants import issue_key
-    from tests.e2e.conftest import start_worker, stop_worker
-    from traindock.cli import migrate
-
-    build_model(options.model, workdir / "models" / "bench-model")
-    migrate()
-    worker = start_worker(workdir / "worker.log")
-    try:
+        client, dataset = served.client, served.dataset
         with session_scope() as session:
-            key = issue_key(session, "bench").secret
-        with TestClient(create_app(), headers={"Authorization": f"Bearer {key}"}) as client:
-            demo = (REPO / "traindock" / "data" / "alpaca_demo.jsonl").read_bytes()
-            dataset = client.post("/datasets", files={"file": ("demo.jsonl", demo)}).json()
-            with session_scope() as session:
-                dataset["path"] = get_dataset(session, dataset["id"]).path
-            spec = job_spec(dataset["id"], options)
-            service_run(client, spec)  # warm-up: file caches, first imports
-            bare, service = [], []
-            for round_ in range(options.rounds):
-                bare.append(bare_run(spec, dataset, workdir, round_))
-                service.append(service_run(client, spec))
-                print(f"round {round_ + 1}: bare {bare[-1][0]:.2f} s, service {service[-1][0]:.2f} s", flush=True)
-    finally:
-        stop_worker(worker)
+            dataset["path"] = get_dataset(session, dataset["id"]).path
+        spec = job_spec(dataset["id"], options)
+        service_run(client, spec)  # warm-up: file caches, first imports
+        bare, service = [], []
+        for round_ in range(options.rounds):
+            bare.append(bare_run(spec, dataset, served.workdir, round_))
+            service.append(service_run(client, spec))
+            print(f"round {round_ + 1}: bare {bare[-1][0]:.2f} s, service {service[-1][0]:.2f} s", flush=True)
     last_job = service[-1][1]
     with session_scope() as session:
         run_id = latest_run(session, last_job["id"]).id

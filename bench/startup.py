@@ -10,17 +10,16 @@ submit -> first step / (model load + 1 s), goal <= 1.5.
 """
 
 import argparse
-import json
-import os
 import statistics
 import sys
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "bench")]  # tests.e2e.conftest's worker start-up, overhead's models
+sys.path[:0] = [str(REPO), str(REPO / "bench")]  # tests.e2e.conftest's worker start-up, bench/embedded.py
+
+from embedded import embedded_service  # noqa: E402
 
 PARTS = ("dispatch", "process_start", "imports", "data", "model", "trainer", "first_step")
 
@@ -57,40 +56,19 @@ def main() -> None:
                         "spare training process (worker/warm.py) has done its imports; 0: jobs back to back")
     options = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="traindock-startup-"))
-    os.environ.update(TRAINDOCK_DATA_DIR=str(workdir / "data"),
-                      TRAINDOCK_MODEL_ROOTS=json.dumps([str(workdir / "models")]))
-    from fastapi.testclient import TestClient
-
-    from api.app import create_app
-    from db.engine import session_scope
-    from db.tenants import issue_key
-    from overhead import build_model
-    from tests.e2e.conftest import start_worker, stop_worker
-    from traindock.cli import migrate
-
-    build_model(options.model, workdir / "models" / "bench-model")
-    migrate()
-    worker = start_worker(workdir / "worker.log")
     splits = []
-    try:
-        with session_scope() as session:
-            key = issue_key(session, "bench").secret
-        with TestClient(create_app(), headers={"Authorization": f"Bearer {key}"}) as client:
-            demo = (REPO / "traindock" / "data" / "alpaca_demo.jsonl").read_bytes()
-            dataset = client.post("/datasets", files={"file": ("demo.jsonl", demo)}).json()
-            spec = {"base_model": "bench-model", "dataset_id": dataset["id"], "method": options.method,
-                    "data": {"cutoff_len": 256},
-                    "training": {"max_steps": 2, "per_device_train_batch_size": 8, "save_strategy": "no",
-                                 "bf16": options.bf16, "fp16": options.method == "qlora" and not options.bf16}}
-            run_job(client, spec)  # warm-up: the worker's first job, file caches, the token cache
-            for round_ in range(options.rounds):
-                time.sleep(options.idle)
-                splits.append(split_of(run_job(client, spec)))
-                print(f"round {round_ + 1}: " + ", ".join(f"{part} {splits[-1][part]:.2f} s" for part in PARTS)
-                      + f"; submit -> first step {splits[-1]['total']:.2f} s", flush=True)
-    finally:
-        stop_worker(worker)
+    with embedded_service(options.model, "traindock-startup-") as served:
+        client = served.client
+        spec = {"base_model": "bench-model", "dataset_id": served.dataset["id"], "method": options.method,
+                "data": {"cutoff_len": 256},
+                "training": {"max_steps": 2, "per_device_train_batch_size": 8, "save_strategy": "no",
+                             "bf16": options.bf16, "fp16": options.method == "qlora" and not options.bf16}}
+        run_job(client, spec)  # warm-up: the worker's first job, file caches, the token cache
+        for round_ in range(options.rounds):
+            time.sleep(options.idle)
+            splits.append(split_of(run_job(client, spec)))
+            print(f"round {round_ + 1}: " + ", ".join(f"{part} {splits[-1][part]:.2f} s" for part in PARTS)
+                  + f"; submit -> first step {splits[-1]['total']:.2f} s", flush=True)
     median = {key: statistics.median(split[key] for split in splits) for key in (*PARTS, "total", "ratio")}
     print("median: " + ", ".join(f"{part} {median[part]:.2f} s" for part in PARTS))
     print(f"submit -> first step {median['total']:.2f} s; model load {median['model']:.2f} s; "
