@@ -165,12 +165,19 @@ def test_a_worker_with_fewer_gpus_than_the_job_refuses_it(stack, tmp_path):
     assert not [e for e in events if e["type"] == "run.process_started"]
 
 
-@TWO_OF_THREE
-def test_out_of_memory_on_one_rank_fails_the_job_with_that_ranks_error_and_log(stack):
+
+def endless_two_rank_job_training(stack) -> tuple[dict, int, list[int]]:
+    """A 2-GPU job with no end and no checkpoint, past its second step: (job, torchrun's pid, ranks)."""
     job = submit(stack, {**spec(upload(stack, DEMO_ROWS), max_steps=100000, eval_strategy="no",
                                 save_strategy="no"), "resources": {"gpus": 2}})
     launcher = launcher_of(stack, job["id"], 1)
+    ranks = wait_until(lambda: len(ranks_of(launcher)) == 2 and ranks_of(launcher))
     wait_until(lambda: step_of(stack, job["id"]) >= 2, timeout=240)
+    return job, launcher, ranks
+
+@TWO_OF_THREE
+def test_out_of_memory_on_one_rank_fails_the_job_with_that_ranks_error_and_log(stack):
+    job, launcher, _ = endless_two_rank_job_training(stack)
     rank_1 = next(pid for pid in ranks_of(launcher)
                   if b"RANK=1" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"))
     # A real out-of-memory on rank 1 alone: its address space may not grow past what it holds now.
@@ -187,11 +194,7 @@ def test_out_of_memory_on_one_rank_fails_the_job_with_that_ranks_error_and_log(s
 
 @TWO_OF_THREE
 def test_a_worker_shutdown_checkpoints_every_rank_and_hands_the_job_back(stack):
-    job = submit(stack, {**spec(upload(stack, DEMO_ROWS), max_steps=100000, eval_strategy="no",
-                                save_strategy="no"), "resources": {"gpus": 2}})
-    launcher = launcher_of(stack, job["id"], 1)
-    ranks = wait_until(lambda: len(ranks_of(launcher)) == 2 and ranks_of(launcher))
-    wait_until(lambda: step_of(stack, job["id"]) >= 2, timeout=240)
+    job, launcher, ranks = endless_two_rank_job_training(stack)
     stack.worker.send_signal(signal.SIGTERM)  # a warm shutdown: drain
     stack.worker.wait(timeout=120)
     job = stack.get(f"/jobs/{job['id']}").json()
@@ -205,11 +208,7 @@ def test_a_worker_shutdown_checkpoints_every_rank_and_hands_the_job_back(stack):
 
 @TWO_OF_THREE
 def test_no_rank_outlives_its_supervisor(stack):
-    job = submit(stack, {**spec(upload(stack, DEMO_ROWS), max_steps=100000, eval_strategy="no",
-                                save_strategy="no"), "resources": {"gpus": 2}})
-    launcher = launcher_of(stack, job["id"], 1)
-    ranks = wait_until(lambda: len(ranks_of(launcher)) == 2 and ranks_of(launcher))
-    wait_until(lambda: step_of(stack, job["id"]) >= 2, timeout=240)
+    job, launcher, ranks = endless_two_rank_job_training(stack)
     supervisor = int(Path(f"/proc/{launcher}/stat").read_text().rsplit(")", 1)[1].split()[1])
     os.kill(supervisor, signal.SIGKILL)  # the Celery pool process that runs the task
     try:
