@@ -42,23 +42,16 @@ def take_spare(env: dict[str, str], run_id: int, log_path: Path) -> subprocess.P
             return process
         except OSError:  # it died meanwhile
             pass
-    discard(process)
+    _discard(process)
     return None
 
 
-def discard(process: subprocess.Popen) -> None:
+def _discard(process: subprocess.Popen) -> None:
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     process.wait()
-
-
-def discard_spare() -> None:
-    global _spare
-    if _spare is not None:
-        discard(_spare[0])
-        _spare = None
 
 
 def wait_for_run() -> tuple[int, Path] | None:
