@@ -262,3 +262,25 @@ class Worker(Base):
     started_at: Mapped[datetime]
     heartbeat_at: Mapped[datetime]
     stopped_at: Mapped[datetime | None]
+    # An inference server (`traindock serve`, worker/serve.py): where the API sends generation
+    # requests. None for a training worker.
+    inference_url: Mapped[str | None] = mapped_column(Text)
+
+
+class Sample(Base):
+    """What the model generated for one sample prompt at one evaluation step (and at the end of
+    training): a prompt of evaluation.sample_prompts, or a validation row with its reference."""
+
+    __tablename__ = "samples"
+    __table_args__ = (UniqueConstraint("job_id", "step", "prompt_index"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    step: Mapped[int]
+    prompt_index: Mapped[int]
+    source: Mapped[str] = mapped_column(String(16))  # "prompt" or "validation"
+    prompt: Mapped[Any] = mapped_column(JSON)  # a text or a list of chat messages
+    output: Mapped[str] = mapped_column(Text)
+    reference: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -25,6 +25,7 @@ def register_worker(session: Session, facts: dict[str, Any]) -> None:
     for field in ("host", "pid", "queues", "gpus", "integrations", "versions"):
         setattr(worker, field, facts[field])
     worker.gpu_ids = facts.get("gpu_ids", [])
+    worker.inference_url = facts.get("inference_url")
     worker.started_at = worker.heartbeat_at = now
     worker.stopped_at = None
     session.flush()
@@ -65,6 +66,11 @@ def live_workers(session: Session, stale_after_s: float, queue: str | None = Non
     workers = session.scalars(select(Worker).where(Worker.stopped_at.is_(None), Worker.heartbeat_at >= cutoff)
                               .order_by(Worker.name))
     return [worker for worker in workers if queue is None or queue in worker.queues]
+
+
+def live_inference_urls(session: Session, stale_after_s: float) -> list[str]:
+    """Where the live inference servers (worker/serve.py) answer."""
+    return [worker.inference_url for worker in live_workers(session, stale_after_s) if worker.inference_url]
 
 
 def running_jobs(session: Session, names: list[str]) -> dict[str, list[int]]:

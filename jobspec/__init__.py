@@ -5,6 +5,7 @@ from jobspec.estimate import estimate, split_problems, split_sizes
 from jobspec.memory import memory_estimate
 from jobspec.model import (
     DataSpec,
+    EvaluationSpec,
     JobSpec,
     LoraSpec,
     ResourcesSpec,
@@ -20,6 +21,7 @@ from jobspec.training_args import training_arguments
 __all__ = [
     "RESUME_OVERRIDABLE_FIELDS",
     "DataSpec",
+    "EvaluationSpec",
     "JobSpec",
     "LoraSpec",
     "ResourcesSpec",

@@ -5,7 +5,7 @@ Advice never rejects a spec: each item is {"field": "training.learning_rate", "l
 values, not limits.
 """
 
-from jobspec.model import JobSpec
+from jobspec.model import GENERATION_METRICS, JobSpec
 
 
 def _item(field: str, msg: str, level: str = "warning") -> dict:
@@ -114,7 +114,8 @@ def _run(spec: JobSpec) -> list[dict]:
             "a plateau/greedy schedule",
             "info",
         ))
-    elif metric is not None and t.greater_is_better is None and not metric.endswith("loss"):
+    elif (metric is not None and t.greater_is_better is None and not metric.endswith("loss")
+          and metric.removeprefix("eval_") not in GENERATION_METRICS):  # larger is better for those
         items.append(_item(
             "training.greater_is_better",
             f"greater_is_better is unset, so transformers treats a larger '{metric}' as better (only "

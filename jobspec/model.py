@@ -5,7 +5,7 @@ and rewritten to the one spelling TrainingArguments takes, so the stored spec is
 Cross-field rules live in jobspec/rules.py.
 """
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -197,6 +197,62 @@ class ResourcesSpec(SpecModel):
     )
 
 
+GENERATION_METRICS = ("exact_match", "rouge_l", "bleu")
+GenerationMetric = Literal[GENERATION_METRICS]  # type: ignore[valid-type]
+
+
+class SampleMessage(SpecModel):
+    role: Literal["system", "user", "assistant"] = Field(description="Who speaks.")
+    content: str = Field(max_length=20000, description="What is said.")
+
+
+class EvaluationSpec(SpecModel):
+    """What the model generates while it trains: at each evaluation and at the end of training,
+    greedy outputs for sample prompts and validation rows, and generation metrics on the validation
+    set (one GPU only)."""
+
+    sample_prompts: list[
+        Annotated[str, Field(min_length=1, max_length=20000)] | Annotated[list[SampleMessage], Field(max_length=64)]
+    ] = Field(
+        default_factory=list, max_length=16,
+        description="Prompts to generate from at each evaluation and at the end: a text, or chat messages. "
+        "Built into a prompt exactly as the job builds its training examples.",
+    )
+    samples_from_validation: int = Field(
+        0, ge=0, le=64,
+        description="Also generate for the first N validation rows, stored with their reference answers.",
+    )
+    generation_metrics: list[GenerationMetric] = Field(
+        default_factory=list, max_length=len(GENERATION_METRICS),
+        description="Metrics of greedy generations against the references of the first generation_max_rows "
+        "validation rows, logged as eval_<name>: exact_match (0-1), rouge_l (ROUGE-L F1, 0-1), bleu "
+        "(sacrebleu corpus BLEU, 0-100).",
+    )
+    generation_max_rows: int = Field(
+        64, ge=1, le=10000,
+        description="Validation rows the generation metrics are computed on (the first ones, in split order).",
+    )
+    max_new_tokens: int = Field(64, ge=1, le=4096, description="Most tokens generated per prompt (eos stops earlier).")
+    max_generation_s: float = Field(
+        300, gt=0, le=86400,
+        description="Time bound of one generation round, in seconds: prompts not begun by then are skipped "
+        "(the round's event says how many were generated).",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.sample_prompts or self.samples_from_validation or self.generation_metrics)
+
+    @field_validator("sample_prompts")
+    @classmethod
+    def _no_empty_conversation(cls, prompts: list) -> list:
+        for prompt in prompts:
+            if isinstance(prompt, list) and not any(message.role == "user" for message in prompt):
+                raise PydanticCustomError(
+                    "no_user_message", "a sample prompt given as messages needs at least one user message")
+        return prompts
+
+
 class JobSpec(SpecModel):
     name: str | None = Field(None, max_length=255, description="Free-form name of the job.")
     base_model: str = Field(
@@ -230,6 +286,10 @@ class JobSpec(SpecModel):
         False, description="Run Python code shipped with the model; refused unless the server allows it."
     )
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Where and how the job runs.")
+    evaluation: EvaluationSpec = Field(
+        default_factory=EvaluationSpec,
+        description="Sample generations and generation metrics while the job trains; default none.",
+    )
 
     @field_validator("resume_from_checkpoint", mode="before")
     @classmethod

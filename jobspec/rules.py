@@ -9,7 +9,7 @@ optimizer) are the worker's to report.
 import difflib
 
 from jobspec.choices import REPORT_INTEGRATIONS
-from jobspec.model import JobSpec, TrainingSpec
+from jobspec.model import GENERATION_METRICS, JobSpec, TrainingSpec
 
 # Need lr_scheduler_kwargs, which the spec does not expose (transformers' get_scheduler raises).
 SCHEDULERS_NEEDING_KWARGS = {
@@ -199,20 +199,58 @@ def _training_problems(t: TrainingSpec) -> list[dict]:
     return problems
 
 
-def _best_metric_problems(t: TrainingSpec) -> list[dict]:
-    """Evaluation here computes no custom metrics (no compute_metrics), so only what
-    Trainer.evaluate always returns can pick the best checkpoint; any other name would fail with
-    a KeyError at the first evaluation."""
-    name = t.metric_for_best_model
-    if name is None or name.removeprefix("eval_") in EVALUATION_METRICS:
+def _best_metric_problems(spec: JobSpec) -> list[dict]:
+    """Evaluation computes what Trainer.evaluate always returns, plus the generation metrics
+    listed in evaluation.generation_metrics (no other compute_metrics), so only those can pick the
+    best checkpoint; any other name would fail with a KeyError at the first evaluation."""
+    name = spec.training.metric_for_best_model
+    listed = spec.evaluation.generation_metrics
+    if name is None or name.removeprefix("eval_") in (*EVALUATION_METRICS, *listed):
         return []
-    known = ", ".join(EVALUATION_METRICS)
+    if name.removeprefix("eval_") in GENERATION_METRICS:
+        return [_problem(
+            ("training", "metric_for_best_model"),
+            f"metric_for_best_model '{name}' is a generation metric, computed only when listed: add "
+            f"'{name.removeprefix('eval_')}' to evaluation.generation_metrics, or choose 'loss'",
+            "generation_metric_not_listed",
+        )]
+    known = ", ".join((*EVALUATION_METRICS, *listed))
     return [_problem(
         ("training", "metric_for_best_model"),
         f"metric_for_best_model '{name}' is not computed by evaluation; choose one of {known} "
-        "(with or without 'eval_'); 'loss' is the usual choice",
+        "(with or without 'eval_'), or a generation metric listed in evaluation.generation_metrics "
+        f"({', '.join(GENERATION_METRICS)}); 'loss' is the usual choice",
         "unknown_metric",
     )]
+
+
+def _generation_problems(spec: JobSpec) -> list[dict]:
+    """Sample generations and generation metrics (the evaluation section)."""
+    ev = spec.evaluation
+    problems = []
+    has_eval_set = spec.data.val_set_size > 0 or spec.validation_dataset_id is not None
+    if not has_eval_set:
+        for name, on, what in (
+            ("generation_metrics", bool(ev.generation_metrics), "generation metrics are computed on the validation set"),
+            ("samples_from_validation", ev.samples_from_validation > 0, "samples_from_validation generates for "
+             "validation rows"),
+        ):
+            if on:
+                problems.append(_problem(
+                    ("evaluation", name),
+                    f"{what}, but there is none: set data.val_set_size (a fraction such as 0.05, or a row "
+                    f"count) or validation_dataset_id, or remove evaluation.{name}",
+                    "needs_validation_split",
+                ))
+    if ev.enabled and spec.resources.gpus > 1:
+        problems.append(_problem(
+            ("evaluation",),
+            f"sample generation and generation metrics run in one training process, but resources.gpus is "
+            f"{spec.resources.gpus}: set resources.gpus to 1, or remove evaluation.sample_prompts, "
+            "samples_from_validation and generation_metrics",
+            "generation_needs_one_gpu",
+        ))
+    return problems
 
 
 def _data_problems(spec: JobSpec) -> list[dict]:
@@ -272,7 +310,8 @@ def spec_problems(spec: JobSpec) -> list[dict]:
         *_steps_problems(t),
         *_evaluation_problems(spec),
         *_training_problems(t),
-        *_best_metric_problems(t),
+        *_best_metric_problems(spec),
+        *_generation_problems(spec),
         *_report_to_problems(t),
         *_strategy_problems(spec),
     ]

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from traindock import commands, demo, keys
+from traindock import chat, commands, demo, keys
 from traindock.failures import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -94,9 +94,23 @@ def run_worker(
     ])
 
 
+@app.command("serve")
+def run_inference_server(
+    host: Host = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 0,
+    advertise_url: Annotated[Optional[str], typer.Option(help="The URL the API reaches this server at "
+                                                         "(default http://HOST:PORT).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Name in the worker registry (default serve-<host>-<port>).")] = None,
+) -> None:
+    """Run an inference server: generations for /v1/chat/completions and /v1/completions."""
+    from worker.serve import serve
+
+    serve(host, port, advertise_url, name)
+
+
 @app.command("up")
 def up(host: Host = "127.0.0.1", port: Port = 8000, workers: Workers = 1) -> None:
-    """Migrate, then serve the API with one worker (the embedded default needs no servers)."""
+    """Migrate, then serve the API with one worker and one inference server (the embedded default needs no servers)."""
     from traindock.keys import ensure_first_key
     from traindock.lifetime import die_with_parent
     from traindock.settings import get_settings
@@ -107,9 +121,12 @@ def up(host: Host = "127.0.0.1", port: Port = 8000, workers: Workers = 1) -> Non
     # the worker then gets SIGTERM (a warm shutdown) from the kernel instead.
     worker = subprocess.Popen([sys.executable, "-m", "traindock.cli", "worker", "--loglevel", "warning"],
                               preexec_fn=die_with_parent(signal.SIGTERM))
+    inference = subprocess.Popen([sys.executable, "-m", "traindock.cli", "serve"],
+                                 preexec_fn=die_with_parent(signal.SIGTERM))
     try:
         serve_api(host, port, workers)
     finally:
+        inference.send_signal(signal.SIGTERM)
         worker.send_signal(signal.SIGTERM)  # drains: a running job checkpoints and goes back to the queue
         try:
             worker.wait(timeout=get_settings().drain_timeout_s + 30)
@@ -120,6 +137,7 @@ def up(host: Host = "127.0.0.1", port: Port = 8000, workers: Workers = 1) -> Non
 app.command("demo")(demo.run)
 app.add_typer(keys.app, name="keys")
 commands.register(app)
+chat.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -112,6 +112,17 @@ def report(client: httpx.Client, job: dict, model_dir) -> None:
     }
     print("  ".join(f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}"
                     for name, value in summary.items() if value is not None))
+    model = f"ft:{job['spec']['base_model']}:traindock:ftjob-{job['id']}"  # its /v1 name
+    ask = {"model": model, "max_tokens": 32, "temperature": 0,
+           "messages": [{"role": "user", "content": "Give three tips for staying healthy."}]}
+    answered = client.post("/v1/chat/completions", json=ask, timeout=120)
+    if answered.is_success:
+        text = answered.json()["choices"][0]["message"]["content"]
+        print(f"the fine-tuned model answers: {text!r}" if text.strip() else
+              "the fine-tuned model answers with an empty text (a tiny model trained for seconds knows little)")
+        print(f"talk to it: traindock chat {model}")
+    else:  # an API whose inference server is not running (yet)
+        print(f"the fine-tuned model could not answer yet ({answered.json().get('error', {}).get('message')})")
     final = _local_folder(job, result.get("final_model_path"))
     if final is None:  # an API on another machine: answers name folders, never server paths
         print(f"adapter: download it from {client.base_url}jobs/{job['id']}/artifacts/final (a tar)")

@@ -96,6 +96,29 @@ class Settings(BaseSettings):
         "briefly). Default: api_threads, one per request in progress."
     )
 
+    inference_memory_gb: float = Field(
+        8.0, gt=0, description="Memory an inference server (`traindock serve`) may fill with loaded models; the "
+        "least recently used are unloaded beyond it (one model is always kept, however large)."
+    )
+    inference_threads: int = Field(
+        1, ge=1, le=256, description="CPU threads an inference server's generation uses (torch.set_num_threads): "
+        "keeps it from taking the cores a training job on the same machine needs."
+    )
+    inference_max_tokens: int = Field(
+        2048, ge=1, le=131072, description="Largest max_tokens a completion request may ask for."
+    )
+    inference_max_waiting: int = Field(
+        16, ge=0, le=10000, description="Requests an inference server lets wait for its model while one "
+        "generates; beyond them a request is refused at once (503, retried by the openai client)."
+    )
+    inference_queue_timeout_s: float = Field(
+        60.0, gt=0, description="Longest a request waits for an inference server before it is refused (503)."
+    )
+    inference_token: SecretStr | None = Field(
+        None, description="Shared secret the API sends to inference servers and they require (set it when "
+        "an inference server listens on an address others can reach)."
+    )
+
     webhook_allow_private_urls: bool = Field(
         False, description="Let webhook endpoints use http:// and loopback, private or link-local addresses "
         "(local testing only: a tenant could otherwise reach the service's own network)."

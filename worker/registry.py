@@ -77,18 +77,19 @@ def probe_gpus(gpu_ids: list[str]) -> list[dict]:
         return []
 
 
-def worker_facts(name: str, queues: list[str]) -> dict:
+def worker_facts(name: str, queues: list[str], inference_url: str | None = None) -> dict:
     gpu_ids = worker_gpu_ids(get_settings().gpus)  # `traindock worker` refused a malformed set
     return {"name": name, "host": socket.gethostname(), "pid": os.getpid(), "queues": sorted(queues),
             "gpus": probe_gpus(gpu_ids), "gpu_ids": gpu_ids, "integrations": installed_integrations(),
-            "versions": library_versions()}
+            "versions": library_versions(), "inference_url": inference_url}
 
 
-def start_registry_thread(name: str, queues: list[str]) -> threading.Thread:
+def start_registry_thread(name: str, queues: list[str], inference_url: str | None = None) -> threading.Thread:
+    """`inference_url`: an inference server's (worker/serve.py), where the API sends generations."""
     settings = get_settings()
 
     def loop() -> None:
-        facts = worker_facts(name, queues)
+        facts = worker_facts(name, queues, inference_url)
         registered = False
         while not STOPPING.is_set():
             try:

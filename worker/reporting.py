@@ -23,6 +23,7 @@ from db.jobs import get_job, set_progress, set_result
 from db.metrics import delete_after, metrics_at_step, record_metric_points
 from db.retry import DatabaseUnavailable, is_transient, retrying
 from db.runs import get_run, set_run_error
+from db.samples import delete_samples_after, record_samples
 from jobspec.model import JobSpec
 from traindock.paths import job_output_dir
 from traindock.settings import get_settings
@@ -178,6 +179,7 @@ class Reporter:
     def _timeline_replaced(self, resume_step, moved, folder, steps_on_disk) -> None:
         with session_scope() as session:
             delete_after(session, self.job_id, resume_step)
+            delete_samples_after(session, self.job_id, resume_step)
             if moved:
                 mark_deleted_except(session, self.job_id, steps_on_disk)
                 add_event(session, self.job_id, "checkpoints.superseded",
@@ -185,6 +187,14 @@ class Reporter:
                           f"{folder.parent.name}/{folder.name}: this "
                           f"attempt continues from step {resume_step}", run_id=self.run_id,
                           data={"steps": moved, "folder": str(folder)})
+
+    def samples(self, step: int, samples: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+        """One generation round (worker/samples.py): its outputs and the `samples.generated` event."""
+        def write() -> None:
+            with session_scope() as session:
+                record_samples(session, self.job_id, self.run_id, step, samples, summary)
+
+        _reliably("recording sample generations", write)
 
     def result(self, result: dict[str, Any]) -> None:
         def write() -> None:

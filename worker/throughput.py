@@ -53,6 +53,29 @@ class ThroughputTrainer(Trainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.token_counts = TokenCounts()
+        # worker/samples.py: sample generations and generation metrics (the spec's evaluation section)
+        self.sample_generator = None
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix="eval"):
+        """The Trainer's evaluation, then a generation round whose metrics join it (eval_rouge_l,
+        ...): logged with eval_loss, and there for metric_for_best_model."""
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        if self.sample_generator is not None and metric_key_prefix == "eval":
+            metrics = self.sample_generator.run(self.model, self.state.global_step,
+                                                autocast=self.autocast_smart_context_manager)
+            output.metrics.update({f"{metric_key_prefix}_{name}": value for name, value in metrics.items()})
+        return output
+
+    def _finalize_training(self, *args, **kwargs):
+        """Training is complete: a last generation round, unless the last step's evaluation had
+        one, before load_best_model_at_end replaces the model."""
+        generator = self.sample_generator
+        state = self.state
+        if generator is not None and state.global_step >= state.max_steps and state.global_step not in generator.steps_done:
+            # Not an evaluation: its metrics are in the samples.generated event, not eval_* points.
+            generator.run(self.model, state.global_step, autocast=self.autocast_smart_context_manager, final=True)
+        return super()._finalize_training(*args, **kwargs)
 
     def compute_loss(self, model, inputs, *args, **kwargs):
         if model.training:

@@ -56,6 +56,7 @@ from worker.model import (
 from worker.packing import PackedCollator, keep_examples_apart
 from worker.memory_check import measured_against_estimate
 from worker.reporting import DatabaseUnavailable, Reporter, load_assignment, report_error, usable_checkpoint_path
+from worker.samples import SampleGenerator, evaluation_rows
 from worker.startup import StartupClock
 from worker.throughput import ThroughputTrainer
 from worker.token_cache import tokenized_datasets
@@ -203,7 +204,22 @@ def build_trainer(
     if spec.data.packing:
         keep_examples_apart(trainer.model, len(tokenizer))
     callback.token_counts = trainer.token_counts
+    if spec.evaluation.enabled and ranks.world_size() == 1:  # the spec rules refuse it on several GPUs
+        trainer.sample_generator = sample_generator(context, tokenizer, reporter)
     return trainer
+
+
+def sample_generator(context: RunContext, tokenizer, reporter: Reporter) -> SampleGenerator:
+    """The evaluation section's generations, from the evaluation rows build_datasets split off."""
+    spec = context.spec
+    wants_rows = spec.evaluation.samples_from_validation or spec.evaluation.generation_metrics
+    rows, rows_format = evaluation_rows(
+        context.dataset_path, context.dataset_format, spec.data.val_set_size, spec.training.seed, context.eval_source,
+    ) if wants_rows else ([], context.dataset_format)
+    return SampleGenerator(
+        spec.evaluation, tokenizer, context.dataset_format, rows, rows_format, cutoff_len=spec.data.cutoff_len,
+        batch_size=spec.training.per_device_eval_batch_size, reporter=reporter,
+    )
 
 
 def discard_later_timeline(context: RunContext, reporter: Reporter) -> None:

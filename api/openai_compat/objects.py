@@ -22,7 +22,9 @@ EVENT_LEVELS = {"job.failed": "error", "job.interrupted": "warn", "run.traceback
 # traindock metric names -> the names OpenAI's metrics events and checkpoints use. The Trainer's
 # own `train_loss` is its end-of-attempt average, not a step's loss.
 METRIC_NAMES = {"loss": "train_loss", "train_loss": "mean_train_loss", "eval_loss": "valid_loss", "mean_token_accuracy": "train_mean_token_accuracy",
-                "eval_mean_token_accuracy": "valid_mean_token_accuracy"}
+                "eval_mean_token_accuracy": "valid_mean_token_accuracy",
+                # Generation metrics on the validation set (spec `evaluation.generation_metrics`).
+                "eval_exact_match": "valid_exact_match", "eval_rouge_l": "valid_rouge_l", "eval_bleu": "valid_bleu"}
 
 
 def unix(moment: datetime | None) -> int | None:

@@ -1,10 +1,12 @@
-// The dashboard: sign-in, then hash routes (#/jobs, #/jobs/ID, #/compare, #/datasets, #/new).
+// The dashboard: sign-in, then hash routes (#/jobs, #/jobs/ID, #/compare, #/datasets, #/new,
+// #/playground).
 import { api, apiKey, errorBox, forgetApiKey, h, setApiKey } from "./core.js";
 import { renderCompare } from "./compare.js";
 import { renderDatasets } from "./datasets.js";
 import { renderJob } from "./job.js";
 import { renderJobs } from "./jobs.js";
 import { renderNewJob } from "./newjob.js";
+import { renderPlayground } from "./playground.js";
 
 const main = document.getElementById("main");
 let leaving = null;  // aborts the shown page's streams and timers
@@ -17,6 +19,7 @@ function route() {
   if (parts[0] === "compare") return ["compare", (main, signal) => renderCompare(main, params, signal)];
   if (parts[0] === "datasets") return ["datasets", (main, signal) => renderDatasets(main, signal)];
   if (parts[0] === "new") return ["new", (main, signal) => renderNewJob(main, signal)];
+  if (parts[0] === "playground") return ["playground", (main, signal) => renderPlayground(main, params, signal)];
   return ["jobs", (main, signal) => renderJobs(main, params, signal)];
 }
 

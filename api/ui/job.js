@@ -1,13 +1,15 @@
 // One job: live curves (loss and eval_loss, learning rate; log scale on request), progress with
-// phase, ETA and throughput, events, attempts, checkpoints with downloads, cancel / pause /
-// resume, and the spec. The page reads the job (and its stream position), the thinned series and
+// phase, ETA and throughput, sample generations per step (samples.js), events, attempts,
+// checkpoints with downloads, cancel / pause / resume, and the spec. The page reads the job (and its stream position), the thinned series and
 // the lists once, then follows the job's stream from that position.
 import { allPages, api, apiKey, confirmAction, download, duration, errorBox, h, progressBar,
          statusBadge, time } from "./core.js";
 import { formatNumber, legend, lineChart } from "./charts.js";
+import { samplesView } from "./samples.js";
 import { follow } from "./sse.js";
 
 const CURVES = { loss: ["loss", "eval_loss"], lr: ["learning_rate"] };
+const CHECKPOINT_METRICS = /loss|rouge_l|bleu|exact_match/;  // shown in the checkpoints table
 const CONTROLS = {
   pause: { when: ["queued", "running"], text: "Pause job #ID? A running job writes a checkpoint of its current step and stops; resume continues from it." },
   resume: { when: ["paused", "cancelled", "failed"], text: "Resume job #ID from its latest checkpoint?" },
@@ -22,7 +24,9 @@ export async function renderJob(main, jobId, signal) {
     lossChart: h("div", { id: "loss-chart" }), lrChart: h("div", { id: "lr-chart" }),
     lossLegend: h("div"), lrLegend: h("div"),
     events: h("tbody"), attempts: h("tbody"), checkpoints: h("tbody"), result: h("div"), spec: h("pre", { id: "spec" }),
+    samples: h("div"),
   };
+  const samples = samplesView(jobId, signal);
   const logToggle = h("input", { type: "checkbox", id: "log-scale", onchange: () => { state.logY = logToggle.checked; drawCharts(); } });
   main.replaceChildren(
     h("div", { class: "page-head" }, h("div", {}, parts.title, parts.status), parts.actions),
@@ -32,6 +36,7 @@ export async function renderJob(main, jobId, signal) {
       h("div", { class: "charts" },
         h("figure", {}, h("figcaption", {}, "loss / eval_loss"), parts.lossChart, parts.lossLegend),
         h("figure", {}, h("figcaption", {}, "learning_rate"), parts.lrChart, parts.lrLegend))),
+    parts.samples,
     h("div", { class: "columns" },
       h("div", { class: "card" }, h("h2", {}, "Checkpoints"), parts.result,
         h("table", { id: "checkpoints" }, h("thead", {}, h("tr", {}, ["Step", "Saved", "Metrics", ""].map((t) => h("th", {}, t)))), parts.checkpoints)),
@@ -105,7 +110,7 @@ export async function renderJob(main, jobId, signal) {
     parts.checkpoints.replaceChildren(...state.checkpoints.map((c) => h("tr", { "data-step": c.step },
       h("td", {}, c.step, c.is_best ? h("span", { class: "badge best" }, "best") : ""),
       h("td", { class: "muted" }, time(c.time)),
-      h("td", { class: "small" }, Object.entries(c.metrics || {}).filter(([k]) => k.includes("loss")).map(([k, v]) => `${k} ${formatNumber(v)}`).join(", ")),
+      h("td", { class: "small" }, Object.entries(c.metrics || {}).filter(([k]) => CHECKPOINT_METRICS.test(k)).map(([k, v]) => `${k} ${formatNumber(v)}`).join(", ")),
       h("td", {}, c.download
         ? h("button", { class: "link", onclick: () => download(c.download, `job-${jobId}-checkpoint-${c.step}.tar`) }, "Download")
         : h("span", { class: "muted" }, "deleted")))));
@@ -139,7 +144,10 @@ export async function renderJob(main, jobId, signal) {
     else if (event.type === "progress") { state.job.progress = data; drawProgress(); }
     else if (event.type === "checkpoint") { refreshCheckpoints().catch(() => {}); addEvent("checkpoint.saved", data.message); }
     else if (event.type === "status") { addEvent(`job.${data.status}`, data.message, data.at); refreshJob().catch(() => {}); }
-    else if (event.type === "event") addEvent(data.type, data.message, data.at);
+    else if (event.type === "event") {
+      addEvent(data.type, data.message, data.at);
+      if (data.type === "samples.generated") samples.refresh().catch(() => {});
+    }
   }
 
   function addEvent(type, message, at = new Date().toISOString()) {
@@ -165,6 +173,11 @@ export async function renderJob(main, jobId, signal) {
     state.events = events.filter((event) => event.stream_id <= state.job.stream_position);  // the stream sends the rest
     state.checkpoints = checkpoints;
     drawJob(); drawCharts(); drawEvents(); drawCheckpoints();
+    const evaluation = state.job.spec.evaluation || {};
+    if (evaluation.sample_prompts?.length || evaluation.samples_from_validation) {
+      parts.samples.replaceChildren(samples.node);
+      await samples.refresh();
+    }
     follow(`/jobs/${jobId}/stream`, { key: apiKey, lastEventId: state.job.stream_position, signal: followed.signal, onEvent });
   }
 

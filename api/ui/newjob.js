@@ -78,7 +78,7 @@ export async function renderNewJob(main, signal) {
       let value = text;
       if (kind === "boolean") value = text === "true";
       else if (kind === "integer" || kind === "number") value = Number.isNaN(Number(text)) ? text : Number(text);
-      else if (kind === "any") { try { value = JSON.parse(text); } catch { value = text; } }
+      else if (kind === "any" || kind === "array") { try { value = JSON.parse(text); } catch { value = text; } }
       let target = built;
       for (const part of path.slice(0, -1)) target = target[part] = target[part] || {};
       target[path[path.length - 1]] = value;

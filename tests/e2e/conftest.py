@@ -137,3 +137,32 @@ def start_up(data_dir: Path, port: int, settings: dict[str, str] | None = None, 
                 return up
         except httpx.HTTPError:
             time.sleep(0.2)
+
+
+def start_inference_server(log_path: Path) -> subprocess.Popen:
+    """`traindock serve` on a free port, once its URL is in the worker registry."""
+    from db.engine import session_scope
+    from db.workers import live_inference_urls
+
+    log = log_path.open("wb")
+    server = subprocess.Popen([sys.executable, "-m", "traindock.cli", "serve"], env=dict(os.environ),
+                              stdout=log, stderr=subprocess.STDOUT)
+    server.log_path = log_path
+    deadline = time.monotonic() + 90
+    while True:
+        assert server.poll() is None, log_path.read_text()
+        assert time.monotonic() < deadline, "inference server did not register:\n" + log_path.read_text()
+        with session_scope() as session:
+            if live_inference_urls(session, 60):
+                return server
+        time.sleep(0.2)
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

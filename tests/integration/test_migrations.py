@@ -10,7 +10,7 @@ from db.models import Base
 from tests.conftest import alembic_config
 
 TABLES = {"datasets", "jobs", "runs", "events", "metric_points", "checkpoints", "webhook_endpoints",
-          "webhook_deliveries", "workers"}
+          "webhook_deliveries", "workers", "samples"}
 
 
 def test_migrations_go_down_and_up_and_match_the_models(backend):

@@ -13,10 +13,11 @@ def compose() -> dict:
     return yaml.safe_load((REPO / "docker-compose.yml").read_text())
 
 
-def test_compose_runs_postgres_redis_api_and_a_gpu_worker():
+def test_compose_runs_postgres_redis_api_a_gpu_worker_and_an_inference_server():
     services = compose()["services"]
-    assert set(services) == {"postgres", "redis", "api", "worker"}
-    for name in ("api", "worker"):
+    assert set(services) == {"postgres", "redis", "api", "worker", "inference"}
+    assert services["inference"]["command"][:2] == ["traindock", "serve"]
+    for name in ("api", "worker", "inference"):
         env = services[name]["environment"]
         assert env["TRAINDOCK_DATABASE_URL"].startswith("postgresql+psycopg://")
         assert "@postgres:5432/" in env["TRAINDOCK_DATABASE_URL"]

@@ -1,0 +1,283 @@
+"""Generation for the inference server (worker/serve.py): loaded models kept in an LRU within a
+memory budget, LoRA adapters switched on a loaded base through peft's multi-adapter API instead of
+reloading it, prompts built as the job built its training examples (worker/prompts.py), and one
+generation at a time per process (a bounded number of requests wait their turn).
+
+What to load comes as a Target that the API resolved from its records; every folder in it is
+confined again here: a base model inside a model root, a job's folders inside the jobs folder.
+"""
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+from traindock.paths import PathRefused, resolve_base_model
+from traindock.settings import Settings
+from worker.model import load_tokenizer
+from worker.prompts import Prompt, prompt_ids
+
+MAX_ADAPTERS_PER_BASE = 16
+
+
+class InferenceError(Exception):
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code = status, message, param, code
+
+
+@dataclass(frozen=True)
+class Target:
+    base: str  # base_model, a folder in a model root
+    adapter: str | None = None  # a LoRA adapter folder, relative to the jobs folder
+    weights: str | None = None  # a full fine-tune's model folder, relative to the jobs folder
+    format: str | None = None  # the data format the model was trained on; None: a base model
+
+
+@dataclass(frozen=True)
+class Sampling:
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+class Loaded:
+    def __init__(self, model, tokenizer, size: int):
+        self.model, self.tokenizer, self.size = model, tokenizer, size
+        self.adapters: OrderedDict[str, str] = OrderedDict()  # adapter identity -> peft adapter name
+        self.context_length = getattr(model.config, "max_position_embeddings", None)
+
+
+@dataclass
+class Prepared:
+    loaded: Loaded
+    adapter: str | None  # peft adapter name; None: the model without adapters
+    ids: list[int]
+
+
+@dataclass
+class Finished:
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+
+
+class Engine:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.models: OrderedDict[str, Loaded] = OrderedDict()
+        self.budget = int(settings.inference_memory_gb * 2**30)
+        self.busy = threading.Lock()  # one generation at a time
+        self.waiting = 0
+        self.waiting_lock = threading.Lock()
+
+    # ---- Turns ----------------------------------------------------------------------------------
+
+    def take_turn(self) -> None:
+        """Wait for the model (one generation at a time); a bounded number of requests wait."""
+        with self.waiting_lock:
+            if self.busy.locked() and self.waiting >= self.settings.inference_max_waiting:
+                raise InferenceError(503, "the inference server is busy: too many requests are waiting; "
+                                     "retry later", code="overloaded")
+            self.waiting += 1
+        try:
+            if not self.busy.acquire(timeout=self.settings.inference_queue_timeout_s):
+                raise InferenceError(503, f"no turn on the inference server within "
+                                     f"{self.settings.inference_queue_timeout_s:g} s; retry later", code="overloaded")
+        finally:
+            with self.waiting_lock:
+                self.waiting -= 1
+
+    def end_turn(self) -> None:
+        self.busy.release()
+
+    # ---- Models -----------------------------------------------------------------------------------
+
+    def prepare(self, target: Target, prompt: Prompt, sampling: Sampling, *, prompt_param: str) -> Prepared:
+        """Within a turn: the model loaded, its adapter chosen, the prompt tokenized and checked."""
+        base = self._base_folder(target.base)
+        weights = self._job_folder(target.weights) if target.weights else None
+        adapter = self._job_folder(target.adapter) if target.adapter else None
+        loaded = self._load(weights or base, base)
+        name = self._adapter(loaded, adapter) if adapter else None
+        ids = prompt_ids(loaded.tokenizer, target.format, prompt)
+        limit = loaded.context_length
+        if limit is not None and len(ids) + sampling.max_tokens > limit:
+            if len(ids) >= limit:
+                raise InferenceError(400, f"the prompt is {len(ids)} tokens, and the model's context is {limit} "
+                                     "tokens", param=prompt_param, code="context_length_exceeded")
+            raise InferenceError(400, f"max_tokens {sampling.max_tokens} and the prompt's {len(ids)} tokens exceed "
+                                 f"the model's context of {limit} tokens: ask for at most {limit - len(ids)}",
+                                 param="max_tokens", code="context_length_exceeded")
+        return Prepared(loaded, name, ids)
+
+    def _base_folder(self, name: str) -> Path:
+        try:
+            folder = resolve_base_model(name, self.settings.effective_model_roots)
+        except PathRefused as exc:
+            raise InferenceError(404, f"model '{name}' {exc}", param="model", code="model_not_found") from None
+        if folder is None or not (folder / "config.json").is_file():
+            raise InferenceError(404, f"model '{name}' is no model in this server's model roots",
+                                 param="model", code="model_not_found")
+        return folder
+
+    def _job_folder(self, relative: str) -> Path:
+        jobs = self.settings.jobs_dir.resolve()
+        folder = (jobs / relative).resolve()
+        if Path(relative).is_absolute() or not folder.is_relative_to(jobs) or not folder.is_dir():
+            raise InferenceError(404, "the model's files are missing on this inference server", param="model",
+                                 code="model_not_found")
+        return folder
+
+    def _load(self, folder: Path, base: Path) -> Loaded:
+        key = str(folder)
+        if key in self.models:
+            self.models.move_to_end(key)
+            return self.models[key]
+        tokenizer = load_tokenizer(str(base), base.name)
+        model = AutoModelForCausalLM.from_pretrained(key, dtype="auto")
+        if torch.cuda.is_available():
+            model = model.to("cuda")
+        model.eval()
+        size = sum(p.numel() * p.element_size() for p in model.parameters())
+        while self.models and sum(m.size for m in self.models.values()) + size > self.budget:
+            self.models.popitem(last=False)  # the least recently used
+        loaded = self.models[key] = Loaded(model, tokenizer, size)
+        return loaded
+
+    def _adapter(self, loaded: Loaded, folder: Path) -> str:
+        """The peft adapter name of `folder` on the loaded base, loaded beside the others if new.
+        A folder rewritten since (a checkpoint of a replaced timeline) is a new adapter."""
+        files = sorted(folder.glob("adapter_model.*"))
+        identity = f"{folder}@{files[0].stat().st_mtime_ns if files else 0}"
+        if identity in loaded.adapters:
+            loaded.adapters.move_to_end(identity)
+            return loaded.adapters[identity]
+        name = f"adapter{time.monotonic_ns()}"
+        if isinstance(loaded.model, PeftModel):
+            loaded.model.load_adapter(str(folder), adapter_name=name)
+        else:
+            loaded.model = PeftModel.from_pretrained(loaded.model, str(folder), adapter_name=name)
+        loaded.model.eval()
+        loaded.adapters[identity] = name
+        if len(loaded.adapters) > MAX_ADAPTERS_PER_BASE:
+            _, oldest = loaded.adapters.popitem(last=False)
+            loaded.model.delete_adapter(oldest)
+        return name
+
+    # ---- Generation -------------------------------------------------------------------------------
+
+    def stream(self, prepared: Prepared, sampling: Sampling) -> Iterator[str | Finished]:
+        """Text pieces as they are generated (stop sequences cut out), then one Finished."""
+        loaded = prepared.loaded
+        model, tokenizer = loaded.model, loaded.tokenizer
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        abandoned = threading.Event()
+        result: dict = {}
+        started = time.monotonic()
+        device = next(model.parameters()).device
+        kwargs = dict(
+            input_ids=torch.tensor([prepared.ids], device=device), attention_mask=None,
+            max_new_tokens=sampling.max_tokens, streamer=streamer,
+            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+            stopping_criteria=StoppingCriteriaList([_Abandoned(abandoned)]),
+        )
+        kwargs["attention_mask"] = torch.ones_like(kwargs["input_ids"])
+        if sampling.temperature > 0:
+            kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if sampling.stop:
+            kwargs.update(stop_strings=list(sampling.stop), tokenizer=tokenizer)
+
+        def generate() -> None:
+            try:
+                if sampling.seed is not None:
+                    torch.manual_seed(sampling.seed)
+                with torch.inference_mode(), self._adapter_in_use(model, prepared.adapter):
+                    result["sequences"] = model.generate(**kwargs)
+            except BaseException as exc:  # ends the streamer's wait, and is raised below
+                result["error"] = exc
+                streamer.end()
+
+        thread = threading.Thread(target=generate, name="traindock-generate", daemon=True)
+        thread.start()
+        cut = StopCut(sampling.stop)
+        try:
+            for piece in streamer:
+                if (text := cut.feed(piece)):
+                    yield text
+                if cut.stopped:
+                    abandoned.set()
+                    break
+            thread.join()
+            if "error" in result:
+                raise result["error"]
+            if not cut.stopped and (text := cut.flush()):
+                yield text
+            new = result["sequences"][0][len(prepared.ids):].tolist()
+            ended = bool(new) and new[-1] == tokenizer.eos_token_id
+            reason = "stop" if cut.stopped or ended or len(new) < sampling.max_tokens else "length"
+            yield Finished(reason, len(prepared.ids), len(new), time.monotonic() - started)
+        finally:
+            abandoned.set()  # a client that went away stops the generation at the next token
+            thread.join()
+
+    @staticmethod
+    def _adapter_in_use(model, adapter: str | None):
+        if not isinstance(model, PeftModel):
+            return _Nothing()
+        if adapter is None:
+            return model.disable_adapter()
+        model.set_adapter(adapter)
+        return _Nothing()
+
+
+class _Nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _Abandoned(StoppingCriteria):
+    def __init__(self, flag: threading.Event):
+        self.flag = flag
+
+    def __call__(self, input_ids, scores, **kwargs):
+        return torch.full((input_ids.shape[0],), self.flag.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+class StopCut:
+    """Cuts streamed text at the first stop sequence, holding back only what could still begin one."""
+
+    def __init__(self, stop: tuple[str, ...]):
+        self.stop = [s for s in stop if s]
+        self.held = ""
+        self.stopped = False
+
+    def feed(self, piece: str) -> str:
+        if not self.stop:
+            return piece
+        text = self.held + piece
+        found = [index for s in self.stop if (index := text.find(s)) >= 0]
+        if found:
+            self.stopped, self.held = True, ""
+            return text[: min(found)]
+        keep = max((n for s in self.stop for n in range(1, len(s)) if text.endswith(s[:n])), default=0)
+        self.held = text[len(text) - keep:] if keep else ""
+        return text[: len(text) - keep]
+
+    def flush(self) -> str:
+        held, self.held = self.held, ""
+        return held

@@ -1,0 +1,139 @@
+"""The inference server (`traindock serve`): a worker-side HTTP process that generates with base
+models, fine-tuned models and checkpoints for the API's /v1/chat/completions and /v1/completions.
+The API process never imports torch; it resolves a request's model from its records and sends it
+here (api/inference.py). The server registers its URL in the worker registry (queue `inference`)
+and beats like a training worker, so the API finds live servers there.
+
+POST /generate takes {"target": {base, adapter, weights, format}, "prompt": text or messages,
+"prompt_param", "max_tokens", "temperature", "top_p", "stop", "seed"} and answers NDJSON lines:
+{"text": piece} as generated, then {"finish_reason", "prompt_tokens", "completion_tokens",
+"seconds"}; or, before any text, a 4xx/503 {"error": {"message", "param", "code"}}.
+"""
+
+import json
+import logging
+import os
+import secrets
+import socket
+from typing import Any
+
+import torch
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+
+from traindock.settings import get_settings
+from worker.inference import Engine, Finished, InferenceError, Sampling, Target
+
+log = logging.getLogger(__name__)
+INFERENCE_QUEUE = "inference"
+INFERENCE_NICENESS = 10
+
+
+class TargetBody(BaseModel):
+    base: str
+    adapter: str | None = None
+    weights: str | None = None
+    format: str | None = None
+
+
+class GenerateBody(BaseModel):
+    target: TargetBody
+    prompt: str | list[dict[str, Any]]
+    prompt_param: str = "prompt"
+    max_tokens: int = Field(ge=1)
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    stop: list[str] = []
+    seed: int | None = None
+
+
+def create_server(engine: Engine | None = None) -> FastAPI:
+    settings = get_settings()
+    engine = engine or Engine(settings)
+    app = FastAPI(title="traindock inference server", docs_url=None, redoc_url=None, openapi_url=None)
+    token = settings.inference_token.get_secret_value() if settings.inference_token else None
+
+    @app.get("/health")
+    def health():
+        return {"status": "ok", "loaded": list(engine.models), "waiting": engine.waiting}
+
+    @app.post("/generate")
+    async def generate(body: GenerateBody, request: Request):
+        if token and not secrets.compare_digest(request.headers.get("x-traindock-inference-token", ""), token):
+            return JSONResponse({"error": {"message": "wrong inference token", "code": "unauthorized"}}, 401)
+        sampling = Sampling(max_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p,
+                            stop=tuple(body.stop), seed=body.seed)
+        target = Target(**body.target.model_dump())
+        try:
+            await run_in_threadpool(engine.take_turn)
+        except InferenceError as exc:
+            return _refusal(exc)
+        try:
+            prepared = await run_in_threadpool(engine.prepare, target, body.prompt, sampling,
+                                               prompt_param=body.prompt_param)
+        except InferenceError as exc:
+            engine.end_turn()
+            return _refusal(exc)
+        except Exception:
+            engine.end_turn()
+            raise
+
+        def lines():
+            try:
+                for item in engine.stream(prepared, sampling):
+                    if isinstance(item, Finished):
+                        yield json.dumps(item.__dict__) + "\n"
+                    else:
+                        yield json.dumps({"text": item}) + "\n"
+            except Exception as exc:
+                log.exception("generation failed")
+                yield json.dumps({"error": {"message": f"generation failed: {type(exc).__name__}: {exc}",
+                                            "code": "generation_failed"}}) + "\n"
+            finally:
+                engine.end_turn()
+
+        async def relayed():
+            produced = lines()
+            try:
+                async for line in iterate_in_threadpool(produced):
+                    yield line
+            finally:  # a client gone mid-stream: the generation stops and the turn is given back
+                produced.close()
+
+        return StreamingResponse(relayed(), media_type="application/x-ndjson")
+
+    return app
+
+
+def _refusal(exc: InferenceError) -> JSONResponse:
+    return JSONResponse({"error": {"message": exc.message, "param": exc.param, "code": exc.code}}, exc.status)
+
+
+def serve(host: str, port: int, advertise_url: str | None, name: str | None) -> None:
+    """Bind first (port 0 takes a free one), register the URL that reaches this server, then serve."""
+    import uvicorn
+
+    from worker.registry import mark_stopped, start_registry_thread
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    torch.set_num_threads(settings.inference_threads)
+    # A training job on the same machine comes first: generation takes the CPU it leaves (on CPU
+    # machines an oversubscribed training process's threads otherwise wait on each other).
+    os.nice(INFERENCE_NICENESS)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    bound = sock.getsockname()[1]
+    url = advertise_url or f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{bound}"
+    name = name or f"serve-{socket.gethostname()}-{bound}"
+    server = uvicorn.Server(uvicorn.Config(create_server(), log_level="warning"))
+    start_registry_thread(name, [INFERENCE_QUEUE], inference_url=url)
+    print(f"inference server ready at {url} (registered as {name}; {settings.inference_threads} CPU threads, "
+          f"{settings.inference_memory_gb:g} GB for models)", flush=True)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        mark_stopped(name)
