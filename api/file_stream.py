@@ -6,9 +6,11 @@ from pathlib import Path
 CHUNK = 1 << 16
 
 
-def file_chunks(path: Path) -> Iterator[bytes]:
+def file_chunks(path: Path, offset: int = 0) -> Iterator[bytes]:
+    """From byte `offset` (what a reader following the file already has) to the size at opening."""
     with path.open("rb") as stream:
-        left = path.stat().st_size
+        stream.seek(offset)
+        left = path.stat().st_size - offset
         while left > 0 and (chunk := stream.read(min(CHUNK, left))):
             left -= len(chunk)
             yield chunk

@@ -10,11 +10,12 @@ from sqlalchemy.orm import Session
 
 from api.errors import body_problems, conflict, unprocessable
 from api.job_checks import server_problems
+from api.worker_fit import worker_fit
 from db import jobs as queries
 from db import lifecycle
 from db.models import Job
 from db.tenants import lock_tenant
-from jobspec import JobSpec, spec_problems
+from jobspec import JobSpec, spec_problems, tuning_warnings
 from traindock.settings import Settings
 
 
@@ -24,6 +25,12 @@ def request_hash(body: dict[str, Any]) -> str:
 
 def all_problems(session: Session, settings: Settings, tenant_id: int, spec: JobSpec) -> list[dict[str, Any]]:
     return body_problems(spec_problems(spec) + server_problems(session, settings, tenant_id, spec))
+
+
+def job_warnings(session: Session, settings: Settings, spec: JobSpec) -> list[dict[str, str]]:
+    """What never rejects a job but is worth knowing, as /jobs/validate shows it and POST /jobs
+    returns it: the tuning tips, and what only some (or none) of the queue's live workers can run."""
+    return tuning_warnings(spec) + worker_fit(session, settings, spec)[1]
 
 
 def submit_job(

@@ -145,6 +145,14 @@ class Warning(BaseModel):
     msg: str
 
 
+class SubmittedJob(JobOut):
+    """POST /jobs: the job, with the warnings /jobs/validate would have shown for its spec."""
+
+    warnings: list[Warning] = Field(default_factory=list, description="Advice from the tuning tips, and what only "
+                                    "some (or, for a queue without live workers, maybe none) of the queue's "
+                                    "workers can run; the job was accepted all the same.")
+
+
 class ValidationReport(BaseModel):
     valid: bool
     spec: dict[str, Any] | None = Field(description="The normalized spec (when it parses).")

@@ -23,6 +23,17 @@ def build_model(kind: str, folder: Path) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM, set_seed
 
     tokenizer = build_tokenizer()
+    if kind == "small":  # ~25M parameters with the tiny model's tokenizer
+        config = LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=512, intermediate_size=1376, num_hidden_layers=8,
+            num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=2048,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+        )
+        set_seed(0)
+        LlamaForCausalLM(config).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        return
     config = LlamaConfig(  # ~0.47B parameters, random weights: no hub needed
         vocab_size=32000, hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
         num_attention_heads=16, num_key_value_heads=16, max_position_embeddings=2048,

@@ -4,16 +4,20 @@ first-token latency and tokens/s through the API (the real `openai` client strea
 the time a LoRA adapter switch costs; and a training job's tokens/s alone and with requests
 streaming beside it on the same machine.
 
-    python bench/inference.py [--rounds 5] [--tokens 128]
+    python bench/inference.py [--rounds 5] [--tokens 128] [--model tiny|small]
 
 Goals: tokens/s service/direct >= 0.9; first token through the API < 250 ms (tiny model, loaded).
 """
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -88,6 +92,30 @@ def one_token_s(client, model: str) -> float:
     return time.perf_counter() - started
 
 
+@contextmanager
+def api_process(log: Path) -> Iterator[str]:
+    import httpx
+
+    from tests.live_server import free_port
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "traindock.cli", "api", "--port", str(port)],
+                               stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                httpx.get(f"{url}/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait()
+
+
 def run_job(api, spec: dict) -> dict:
     job = api.post("/jobs", json=spec).json()
     while job["status"] not in ("succeeded", "failed", "cancelled"):
@@ -102,19 +130,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--training-steps", type=int, default=300)
+    parser.add_argument("--model", choices=["tiny", "small"], default="tiny",
+                        help="small: a 25M-parameter Llama whose tokens take milliseconds on a CPU")
     options = parser.parse_args()
 
-    with embedded_service("tiny", "traindock-inference-") as served:
+    # As `traindock up` runs them: the training process leaves the inference server its threads.
+    os.environ.setdefault("TRAINDOCK_TRAINING_THREADS", str(max(1, (os.cpu_count() or 1) - 1)))
+    with embedded_service(options.model, "traindock-inference-") as served:
         from openai import OpenAI
 
-        from api.app import create_app
         from tests.e2e.conftest import start_inference_server, stop_process
-        from tests.live_server import serve
 
         api = served.client
         server = start_inference_server(served.workdir / "serve.log")
         try:
-            with serve(create_app(), lifespan="off") as url:
+            # The API in a process of its own, as deployed: not sharing this client's interpreter.
+            with api_process(served.workdir / "api.log") as url:
                 client = OpenAI(base_url=f"{url}/v1", api_key=api.headers["Authorization"].split()[1], max_retries=0)
                 lora = {"base_model": "bench-model", "dataset_id": served.dataset["id"], "data": {"cutoff_len": 128},
                         "training": {"max_steps": 2, "save_strategy": "no", "seed": 1}}
@@ -149,8 +180,8 @@ def main() -> None:
                 beside = run_job(api, training)["result"]["real_tokens_per_second"]
                 busy.set()
                 sender.join()
-                print(f"training tokens/s: alone {alone:.0f}, with inference beside it {beside:.0f}, "
-                      f"ratio {beside / alone:.2f}")
+                print(f"training tokens/s ({os.environ['TRAINDOCK_TRAINING_THREADS']} threads): alone {alone:.0f}, "
+                      f"with inference beside it {beside:.0f}, ratio {beside / alone:.2f}")
         finally:
             stop_process(server)
 

@@ -85,6 +85,42 @@ def follow(client: httpx.Client, job_id: int) -> Iterator[sse.StreamEvent]:
             time.sleep(1)
 
 
+def attempt_log(client: httpx.Client, job_id: int, attempt: int | None = None, rank: int | None = None,
+                offset: int = 0) -> bytes | None:
+    """The attempt's training log (default the latest attempt) from byte `offset`, as the API
+    serves it; None when it has none (not started yet, or unknown attempt or rank)."""
+    params = {name: value for name, value in (("attempt", attempt), ("rank", rank), ("offset", offset)) if value}
+    response = client.get(f"/jobs/{job_id}/logs", params=params, timeout=httpx.Timeout(30, read=300))
+    if response.status_code == 404:
+        return None
+    if response.is_error:
+        check(response)
+    return response.content
+
+
+def follow_log(client: httpx.Client, job_id: int, attempt: int | None = None, rank: int | None = None,
+               poll_s: float = 1.0) -> Iterator[tuple[int, bytes]]:
+    """(attempt, bytes) of the training log as it grows, until the job rests and all of it was
+    read. Without `attempt`: the latest attempt's, going on to the next one when the job restarts
+    (after the rest of the earlier one)."""
+    shown, offset = None, 0
+    while True:
+        job = check(client.get(f"/jobs/{job_id}"))
+        number = attempt or max((a["attempt"] for a in job.get("attempts") or []), default=1)
+        if shown is not None and number != shown and (rest := attempt_log(client, job_id, shown, rank, offset)):
+            yield shown, rest
+        if number != shown:
+            shown, offset = number, 0
+        chunk = attempt_log(client, job_id, number, rank, offset)
+        if chunk:
+            offset += len(chunk)
+            yield number, chunk
+        elif job["status"] in FINISHED:
+            return
+        else:
+            time.sleep(poll_s)
+
+
 class _ChunkReader(io.RawIOBase):
     """A file object over a response's chunks, so tarfile can read the archive as it arrives."""
 

@@ -202,23 +202,58 @@ def is_log(event_type: str) -> bool:
     return any(part in LOG_TYPES for part in event_type.split("."))
 
 
-def logs(job_id: JobArg, follow_: Annotated[bool, typer.Option("--follow", "-f", help="Go on until the job ends.")] = False,
+def logs(job_id: JobArg,
+         attempt: Annotated[Optional[int], typer.Option(min=1, help="Attempt number; default the latest (with "
+                                                        "--follow, each next one as the job restarts).")] = None,
+         rank: Annotated[Optional[int], typer.Option(min=0, help="A job on several GPUs: this rank's own log; "
+                                                     "default the launcher's (torchrun).")] = None,
+         follow_: Annotated[bool, typer.Option("--follow", "-f", help="Go on until the job ends.")] = False,
+         events: Annotated[bool, typer.Option("--events", help="Only the log lines and tracebacks the job "
+                                              "recorded as events.")] = False,
          url: Url = None, json_: Json = False):
-    """The log lines and tracebacks the job recorded as events."""
+    """The attempt's training log (its training process's output, as the API serves it); with
+    --events or --json, the log lines and tracebacks the job recorded as events."""
+    from traindock.client import attempt_log, follow_log
+
+    def write(chunk: bytes) -> None:
+        out = getattr(sys.stdout, "buffer", None)
+        sys.stdout.flush()
+        if out is None:
+            sys.stdout.write(chunk.decode(errors="replace"))
+        else:
+            out.write(chunk)
+            out.flush()
+
     with api(url) as client:
         check(client.get(f"/jobs/{job_id}"))
+        if not (events or json_):
+            shown = None
+            if follow_:
+                for number, chunk in follow_log(client, job_id, attempt, rank):
+                    if shown is not None and number != shown:
+                        print(f"--- attempt {number}", file=sys.stderr, flush=True)
+                    shown = number
+                    write(chunk)
+            elif (text := attempt_log(client, job_id, attempt, rank)) is not None:
+                write(text)
+                shown = attempt or "latest"
+            if shown is not None:
+                return
+            if attempt is not None or rank is not None:
+                which = f"attempt {attempt or 'latest'}" + (f" rank {rank}" if rank is not None else "")
+                raise CliError(f"job {job_id} has no log for {which}")
         if follow_:
-            events = (e.data for e in follow(client, job_id) if e.type == "event")
+            recorded = (e.data for e in follow(client, job_id) if e.type == "event")
         else:
-            events = pages(client, f"/jobs/{job_id}/events")
+            recorded = pages(client, f"/jobs/{job_id}/events")
         found = 0
-        for event in events:
+        for event in recorded:
             if is_log(event["type"]):
                 found += 1
                 print_json(event) if json_ else print(event["message"], flush=True)
     if not found and not json_:
-        print(f"no log lines recorded for job {job_id}; the full log is on the worker, in "
-              f"<data dir>/logs/job-{job_id}/", file=sys.stderr)
+        print(f"no log lines recorded for job {job_id}" + ("" if events else ", and no training log yet"),
+              file=sys.stderr)
 
 
 def metrics(job_id: JobArg, name: Annotated[Optional[list[str]], typer.Option(help="Only this metric (repeatable).")] = None,

@@ -96,6 +96,10 @@ class Settings(BaseSettings):
         "briefly). Default: api_threads, one per request in progress."
     )
 
+    training_threads: int | None = Field(
+        None, ge=1, le=1024, description="CPU threads of a training process (torch.set_num_threads); default "
+        "torch's, one per core. `traindock up` leaves the inference server's TRAINDOCK_INFERENCE_THREADS out."
+    )
     inference_memory_gb: float = Field(
         8.0, gt=0, description="Memory an inference server (`traindock serve`) may fill with loaded models; the "
         "least recently used are unloaded beyond it (one model is always kept, however large)."

@@ -28,6 +28,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from traindock.paths import checkpoint_dir, checkpoint_step, checkpoint_steps_on_disk
 from worker.errors import DiskFull, TrainingStopped
+from worker.holds import hold
 from worker.reporting import MetricPoints, ReportDeferred, Reporter
 
 WRITE_INTERVAL_S = 1.0
@@ -90,6 +91,11 @@ class ReportingCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.train_began = time.monotonic()
+        hold("first_step")
+        if self.stop.is_set() and not distributed():
+            # Asked while the Trainer was setting up: nothing to checkpoint beyond what the attempt
+            # started from. (Several ranks agree on a stop at a step's end.)
+            raise TrainingStopped(f"stopped on request before the first step (at step {state.global_step})")
         if state.is_world_process_zero:
             self.enter("training", state)
 
@@ -123,6 +129,7 @@ class ReportingCallback(TrainerCallback):
     def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
         if not state.is_world_process_zero or self.phase != "evaluating":
             return
+        hold("evaluating")
         self.eval_batches += 1
         if eval_dataloader is not None and len(eval_dataloader):
             self.phase_progress = round(min(self.eval_batches / len(eval_dataloader), 1.0), 4)
@@ -143,6 +150,7 @@ class ReportingCallback(TrainerCallback):
             self.enter("saving" if control.should_save else "training", state)
 
     def on_save(self, args, state, control, **kwargs):
+        hold("saving")  # the checkpoint's folder is written; the phase is still "saving" until it is recorded
         if state.is_world_process_zero:
             self.phase, self.phase_progress, self.phase_started_at = "training", None, utc_now_iso()
             self.record_save(args, state)

@@ -7,6 +7,7 @@ What to load comes as a Target that the API resolved from its records; every fol
 confined again here: a base model inside a model root, a job's folders inside the jobs folder.
 """
 
+import queue
 import threading
 import time
 from collections import OrderedDict
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import torch
 from peft import PeftModel
-from transformers import AutoModelForCausalLM, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+from transformers import AutoModelForCausalLM, StoppingCriteria, StoppingCriteriaList, TextStreamer
 
 from traindock.paths import PathRefused, resolve_base_model
 from traindock.settings import Settings
@@ -180,7 +181,7 @@ class Engine:
         """Text pieces as they are generated (stop sequences cut out), then one Finished."""
         loaded = prepared.loaded
         model, tokenizer = loaded.model, loaded.tokenizer
-        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        streamer = _Pieces(tokenizer)
         abandoned = threading.Event()
         result: dict = {}
         started = time.monotonic()
@@ -240,6 +241,36 @@ class Engine:
             return model.disable_adapter()
         model.set_adapter(adapter)
         return _Nothing()
+
+
+class _Pieces(TextStreamer):
+    """The decoded text as it is generated; iterating takes all that is ready at once, so a reader
+    slower than generation gets fewer, longer pieces instead of falling behind one token at a time."""
+
+    END = object()
+
+    def __init__(self, tokenizer):
+        super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        self.ready: queue.SimpleQueue = queue.SimpleQueue()
+
+    def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+        self.ready.put(text)
+        if stream_end:
+            self.ready.put(self.END)
+
+    def __iter__(self):
+        ended = False
+        while not ended:
+            pieces = [self.ready.get()]
+            while True:
+                try:
+                    pieces.append(self.ready.get_nowait())
+                except queue.Empty:
+                    break
+            ended = pieces[-1] is self.END
+            text = "".join(piece for piece in pieces if piece is not self.END)
+            if text:
+                yield text
 
 
 class _Nothing:

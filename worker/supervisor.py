@@ -31,7 +31,7 @@ from traindock.lifetime import die_with_parent
 from traindock.paths import attempt_log_path
 from traindock.settings import get_settings
 from worker.drain import DRAINING, child_pids, drain_on_sigterm
-from worker import warm
+from worker import holds, warm
 from worker.errors import EXIT_DATABASE_UNAVAILABLE, EXIT_STOPPED
 from worker.placement import NotEnoughGpus, job_gpu_ids, worker_gpu_ids
 from worker.ranks import RanksEnded, ask_ranks_to_stop, how_ranks_ended, training_command
@@ -59,6 +59,7 @@ def supervise(run_id: int, worker_name: str) -> str:
     if claimed is None:
         return "ignored"
     job_id, attempt, gpus = claimed
+    holds.hold("claimed")
     try:
         gpu_ids = job_gpu_ids(worker_gpu_ids(settings.gpus), gpus, worker_name)
     except NotEnoughGpus as refused:
@@ -73,7 +74,10 @@ def supervise(run_id: int, worker_name: str) -> str:
                 training_command(run_id, gpus, log_path),
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                 # Never beside a restarted attempt; in a process group of its own, which a kill ends whole.
-                preexec_fn=die_with_parent(signal.SIGKILL), process_group=0,
+                # One training process takes a stop sent before its handlers are in (warm.py); torchrun
+                # is left its default signals.
+                preexec_fn=warm.hold_stop_signals(die_with_parent(signal.SIGKILL)) if gpus == 1
+                else die_with_parent(signal.SIGKILL), process_group=0,
             )
 
     def started() -> None:

@@ -23,19 +23,24 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker import ranks, warm  # light: no torch
+from worker import holds, ranks, warm  # light: no torch
 
 # SIGUSR1 (cancel) and SIGTERM (shutdown) only set this flag: the callback then checkpoints the
 # current step and stops, never in the middle of an optimizer step, a save or a DB write. The
 # handlers go in before the imports below, which take seconds: by default SIGUSR1 would kill.
+# The supervisor starts this process with both signals blocked (warm.hold_stop_signals), so one
+# sent before the handlers are in waits, pending, and is delivered to them here.
 PROCESS_STARTED = time.monotonic()
 STOP_REQUESTED = threading.Event()
 
 if __name__ == "__main__":
     AS_RANK = ranks.launched_by_torchrun()
+    holds.hold("start")
     # A rank leaves SIGTERM to its default: torchrun stops the other ranks with it when one fails.
     for _signum in (signal.SIGUSR1,) if AS_RANK else (signal.SIGUSR1, signal.SIGTERM):
         signal.signal(_signum, lambda *_: STOP_REQUESTED.set())
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, warm.STOP_SIGNALS)
+    holds.hold("imports")
 
 import torch
 from transformers import Trainer, TrainingArguments, set_seed
@@ -174,6 +179,7 @@ def build_trainer(
         reporter.phase("preparing_data")
     source = model_source(spec.base_model, get_settings().effective_model_roots)
     tokenizer = load_tokenizer(source, spec.base_model, trust_remote_code=remote_code_allowed(spec))
+    holds.hold("tokenizing")
     train_set, eval_set, cache_file, cached = tokenized_datasets(
         context.dataset_path, context.dataset_sha256, context.dataset_format, tokenizer, spec.data,
         spec.training.seed, get_settings().root / "cache" / "tokenized", eval_source=context.eval_source,
@@ -187,6 +193,7 @@ def build_trainer(
     # Before the model is built: LoRA's initial adapter weights come from this RNG.
     set_seed(spec.training.seed)
     full_from = context.init_from if spec.method == "full" else None
+    holds.hold("loading_model")
     model = load_model(str(full_from) if full_from else source, spec.base_model, spec)
     adapter = context.init_from if spec.method != "full" else None
     model = prepare_for_training(model, spec, adapter=adapter)
@@ -246,6 +253,9 @@ def discard_partial_checkpoint(context: RunContext, step: int, saved_steps: set[
 
 
 def run_training(context: RunContext, stop: threading.Event) -> None:
+    stop_if_requested(stop)  # asked while the process started, or (a spare) before it read its run
+    if (threads := get_settings().training_threads) is not None:
+        torch.set_num_threads(threads)
     if context.spec.method == "qlora":
         require_qlora_support()
     args = build_training_arguments(context.spec, context.output_dir)
@@ -274,6 +284,8 @@ def run_training(context: RunContext, stop: threading.Event) -> None:
     if callback.stop_agreed() and trainer.state.global_step < trainer.state.max_steps:
         # Stopped during an evaluation whose save the Trainer then skipped (save_strategy "best").
         raise TrainingStopped(f"stopped on request at step {trainer.state.global_step}")
+    # A stop from here on comes after the last step: the job finishes (succeeded) as it would have.
+    holds.hold("recording")
 
     final_dir = context.output_dir / "final"
     # Every rank takes part (FSDP gathers the shards); the main process writes.
@@ -298,12 +310,13 @@ def run_training(context: RunContext, stop: threading.Event) -> None:
 
 def restart_clocks() -> None:
     """A spare's job starts when it is handed over: the imports were done before it was
-    submitted, and a stop signal to the idle spare meant nothing for it."""
+    submitted. A stop already received stays: only the supervisor that handed the run over
+    signals a spare (or a shutdown of the whole worker, which hands no run over), and its stop may
+    come while the spare is still importing, before it has read the run."""
     global PROCESS_STARTED, STARTUP
     PROCESS_STARTED = time.monotonic()
     STARTUP = StartupClock(PROCESS_STARTED, warm=True)
     STARTUP.mark("imports")
-    STOP_REQUESTED.clear()
 
 
 def startup_split(callback: ReportingCallback) -> dict:
@@ -337,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         handed = warm.wait_for_run()
         if handed is None:
             return 0
+        holds.hold("handed_over")
         restart_clocks()
         return train(handed[0])
     if args.run_id is None:

@@ -16,6 +16,21 @@ from traindock.lifetime import die_with_parent
 
 _spare: tuple[subprocess.Popen, dict[str, str]] | None = None
 
+# "Checkpoint and stop" (worker/train.py): SIGUSR1 (cancel, pause), SIGTERM (worker shutdown).
+STOP_SIGNALS = frozenset({signal.SIGUSR1, signal.SIGTERM})
+
+
+def hold_stop_signals(preexec_fn):
+    """A preexec_fn that also starts the training process with the stop signals blocked: one sent
+    before its handlers are in (Python's start-up, a spare's first lines) stays pending instead of
+    killing it, and is delivered when worker/train.py installs the handlers and unblocks them."""
+
+    def preexec() -> None:
+        preexec_fn()
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+    return preexec
+
 
 def start_spare(env: dict[str, str]) -> None:
     global _spare
@@ -23,7 +38,8 @@ def start_spare(env: dict[str, str]) -> None:
         return
     process = subprocess.Popen(
         [sys.executable, "-m", "worker.train", "--warm"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, env=env, preexec_fn=die_with_parent(signal.SIGKILL), process_group=0)
+        stderr=subprocess.DEVNULL, env=env, preexec_fn=hold_stop_signals(die_with_parent(signal.SIGKILL)),
+        process_group=0)
     _spare = (process, env)
 
 

@@ -15,9 +15,9 @@ from api.deps import SessionDep, SettingsDep
 from api.file_stream import file_chunks
 from api.errors import AUTHENTICATED, NOT_FOUND, Message, body_problems, conflict_answer, not_found
 from api.job_control import ResumeRequest, cancel_job, pause_job, resume_job
-from api.job_service import all_problems, request_hash, submit_job
+from api.job_service import all_problems, job_warnings, request_hash, submit_job
 from api.memory_estimate import model_memory_estimate, smallest_live_gpu
-from api.worker_fit import queue_of, worker_fit
+from api.worker_fit import queue_of
 from api.pagination import CursorQuery, LimitQuery, Page, next_cursor
 from api.schemas import (
     CheckpointOut,
@@ -29,6 +29,7 @@ from api.schemas import (
     JobSummaryOut,
     MetricPointOut,
     ResumedJob,
+    SubmittedJob,
     ValidationReport,
 )
 from db import checkpoints as checkpoint_queries
@@ -41,7 +42,7 @@ from db.models import Job
 from db.runs import latest_run
 from db.workers import live_workers
 from db.status import JobStatus
-from jobspec import JobSpec, estimate, explain_unknown_fields, tuning_warnings
+from jobspec import JobSpec, estimate, explain_unknown_fields
 from jobspec.model import MAX_STEP
 from traindock.paths import attempt_log_path, job_output_dir, rank_log_path
 
@@ -74,8 +75,8 @@ def _check_job(session, job_id: int, tenant) -> None:
         raise not_found("job", job_id)
 
 
-@router.post("", status_code=201, response_model=JobOut,
-             responses={200: {"model": JobOut, "description": "Replay of an earlier request with the same Idempotency-Key"},
+@router.post("", status_code=201, response_model=SubmittedJob,
+             responses={200: {"model": SubmittedJob, "description": "Replay of an earlier request with the same Idempotency-Key"},
                         **conflict_answer("Idempotency-Key reused with a different body"),
                         429: {"model": Message, "description": "The tenant has too many queued jobs; see Retry-After",
                               "headers": {"Retry-After": {"description": "Seconds to wait",
@@ -89,7 +90,8 @@ def create_job(
     if not created:
         response.status_code = 200
     response.headers["Location"] = f"/jobs/{job.id}"
-    return job
+    warnings = job_warnings(session, settings, spec)
+    return SubmittedJob.model_validate({**JobOut.model_validate(job).model_dump(), "warnings": warnings})
 
 
 @router.post("/validate", response_model=ValidationReport)
@@ -114,7 +116,7 @@ def validate_job(
         valid=not errors,
         spec=spec.model_dump(mode="json"),
         errors=errors,
-        warnings=tuning_warnings(spec) + worker_fit(session, settings, spec)[1],
+        warnings=job_warnings(session, settings, spec),
         estimates={**estimate(spec, dataset.rows), "memory": model_memory_estimate(spec, settings, gpu)} if dataset else None,
     )
 
@@ -254,6 +256,8 @@ def attempt_log(
     attempt: Annotated[int | None, Query(ge=1, le=MAX_STEP, description="Attempt number; default the latest.")] = None,
     rank: Annotated[int | None, Query(ge=0, le=63, description="A job on several GPUs: this process's own "
                                       "log; default the launcher's (torchrun).")] = None,
+    offset: Annotated[int, Query(ge=0, description="Bytes to skip: what a client following the log "
+                                 "(`traindock logs --follow`) already has.")] = 0,
 ):
     """The training process's output (stdout and stderr) of one attempt."""
     job = _job_or_404(session, job_id, tenant)
@@ -264,7 +268,7 @@ def attempt_log(
     if not path.is_file():
         raise not_found(f"log of job {job_id} attempt {number} rank" if rank is not None
                         else f"log of job {job_id} attempt", rank if rank is not None else number)
-    return StreamingResponse(file_chunks(path), media_type="text/plain; charset=utf-8")
+    return StreamingResponse(file_chunks(path, offset), media_type="text/plain; charset=utf-8")
 
 
 @router.delete("/{job_id}", status_code=204, responses={**NOT_FOUND, **conflict_answer("The job is not finished")})

@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -142,6 +144,37 @@ def test_watch_and_logs(cli, dataset_file, tmp_path):
     assert code == 0 and "no log lines recorded for job 3" in err
 
 
+def test_logs_shows_the_attempts_training_log_from_the_api(cli, dataset_file, tmp_path):
+    from traindock.paths import attempt_log_path, rank_log_path
+
+    cli("datasets", "upload", str(dataset_file))
+    cli("submit", str(spec_file(tmp_path, 1)))
+    job_with_history(1, final=None)
+    log = attempt_log_path(get_settings().logs_dir, 1, 1)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("loading the model\nstep 1 loss 2.0\n")
+    rank_log_path(log, 1).write_text("rank 1 says hello\n")
+    assert cli("logs", "1") == (0, "loading the model\nstep 1 loss 2.0\n", "")
+    assert cli("logs", "1", "--attempt", "1")[1] == "loading the model\nstep 1 loss 2.0\n"
+    assert cli("logs", "1", "--rank", "1")[1] == "rank 1 says hello\n"
+    code, _, err = cli("logs", "1", "--attempt", "2")
+    assert code == 1 and err == "job 1 has no log for attempt 2\n"
+    assert cli("logs", "1", "--events")[1] == "log tail\nValueError: boom\n"  # what it recorded as events
+
+    def train_on_then_finish() -> None:
+        with log.open("a") as out:
+            out.write("step 2 loss 1.0\n")
+        time.sleep(1.2)
+        with log.open("a") as out:
+            out.write("done\n")
+        with session_scope() as session:
+            finish_run(session, latest_run(session, 1).id, RunStatus.SUCCEEDED, "succeeded")
+
+    threading.Timer(0.5, train_on_then_finish).start()
+    code, out, _ = cli("logs", "1", "--follow")  # until the job ends, with what it wrote meanwhile
+    assert (code, out) == (0, "loading the model\nstep 1 loss 2.0\nstep 2 loss 1.0\ndone\n")
+
+
 def test_watch_view_on_a_terminal_draws_a_bar_and_a_loss_chart():
     from io import StringIO
 
@@ -223,6 +256,49 @@ def test_broken_pipe_and_ctrl_c_end_with_one_line(url, cli, dataset_file, tmp_pa
     watching.send_signal(signal.SIGINT)
     assert watching.wait(timeout=60) == 130
     assert watching.stderr.read() == "interrupted\n"
+
+
+# The CLI, with the close of its stream made to hang once the job's running state was shown: as
+# when Ctrl-C lands in httpcore just after it took a connection's lock (in a lock's __enter__,
+# before the `with` that would release it), and closing the response then waits on that lock.
+STUCK_CLOSE = """
+import sys, threading
+import httpcore._sync.http11 as http11
+import traindock.sse as sse
+stuck, parse = threading.Lock(), sse.parse
+stuck.acquire()
+def parse_then_stick(lines):
+    for event in parse(lines):
+        if event.type == "status" and event.data.get("status") == "running":
+            http11.HTTP11Connection._response_closed = lambda self: stuck.acquire()
+        yield event
+sse.parse = parse_then_stick
+from traindock.cli import main
+sys.argv[0] = "traindock"
+main()
+"""
+
+
+def test_ctrl_c_ends_watch_within_a_second_even_when_the_unwinding_hangs(url, cli, dataset_file, tmp_path):
+    cli("datasets", "upload", str(dataset_file))
+    cli("submit", str(spec_file(tmp_path, 1)))
+    job_with_history(1, final=None)
+    env = {**os.environ, "TRAINDOCK_API_KEY": get_settings().api_key.get_secret_value()}
+    watching = subprocess.Popen([sys.executable, "-c", STUCK_CLOSE, "watch", "1", "--url", url], cwd=REPO, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in watching.stdout:
+        if line.startswith("job 1 running"):
+            break
+    else:
+        pytest.fail(f"watch ended: {watching.stderr.read()}")
+    interrupted = time.monotonic()
+    watching.send_signal(signal.SIGINT)
+    try:
+        code = watching.wait(timeout=5)
+    finally:
+        watching.kill()
+    assert (code, watching.stderr.read()) == (130, "interrupted\n")
+    assert time.monotonic() - interrupted < 1.5
 
 
 def test_download_unpacks_the_final_model_and_a_checkpoint(cli, dataset_file, tmp_path):

@@ -111,6 +111,8 @@ def test_answers_name_folders_relative_to_the_job_never_server_paths(client, bac
 def test_attempt_logs(client, trained):
     assert client.get(f"/jobs/{trained['id']}/logs", params={"attempt": 1}).text == "step 1\nstep 2\n"
     assert client.get(f"/jobs/{trained['id']}/logs").text == "step 1\nstep 2\n"  # the latest attempt
+    assert client.get(f"/jobs/{trained['id']}/logs", params={"offset": 7}).text == "step 2\n"  # following it
+    assert client.get(f"/jobs/{trained['id']}/logs", params={"offset": 99}).text == ""
     assert client.get(f"/jobs/{trained['id']}/logs", params={"attempt": 2}).status_code == 404
 
 

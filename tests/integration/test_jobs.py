@@ -35,6 +35,7 @@ def test_post_job_stores_it_and_sends_a_task_to_its_queue(client, backend, datas
     assert message["headers"]["id"] == f"run-{job['id']}" or message["headers"]["id"].startswith("run-")
     shown = client.get(f"/jobs/{job['id']}").json()
     assert shown.pop("stream_position") == 1  # the job.queued event
+    assert isinstance(job.pop("warnings"), list)  # only the submit's answer has them
     assert shown == job
 
 
@@ -174,6 +175,22 @@ def test_validate_is_a_dry_run_with_estimates_and_warnings(client, backend, data
     bad = client.post("/jobs/validate", json={**spec, "trainig": {}}).json()
     assert bad["valid"] is False
     assert "training" in bad["errors"][0]["msg"]
+
+
+def test_post_job_returns_the_warnings_validate_shows(client, dataset):
+    """A client that submits directly (no dry run first) sees the same advice."""
+    spec = make_spec(dataset["id"], training={"gradient_accumulation_steps": 16, "learning_rate": 1e-2})
+    shown = client.post("/jobs/validate", json=spec).json()["warnings"]
+    assert {"training.learning_rate", "training.gradient_accumulation_steps"} <= {w["field"] for w in shown}
+    submitted = client.post("/jobs", json=spec)
+    assert submitted.status_code == 201, submitted.text
+    assert submitted.json()["warnings"] == shown and submitted.json()["status"] == "queued"
+    replayed = client.post("/jobs", json=spec, headers={"Idempotency-Key": "k"})
+    assert client.post("/jobs", json=spec, headers={"Idempotency-Key": "k"}).json()["warnings"] == shown
+    assert replayed.json()["warnings"] == shown
+    quiet = client.post("/jobs", json=make_spec(dataset["id"], training={"learning_rate": 1e-4}))
+    assert "warnings" in quiet.json() and "training.learning_rate" not in {w["field"] for w in quiet.json()["warnings"]}
+    assert "warnings" not in client.get(f"/jobs/{submitted.json()['id']}").json()
 
 
 def test_validate_estimates_memory_from_the_models_config_json(client, dataset):
