@@ -34,7 +34,9 @@ def queue_of(spec: JobSpec, settings: Settings) -> str:
 def worker_fit(session: Session, settings: Settings, spec: JobSpec) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """(problems, warnings); problems as (loc, msg, type) dicts without the 'body' prefix."""
     queue = queue_of(spec, settings)
-    workers = live_workers(session, settings.heartbeat_timeout_s, queue)
+    # Inference servers (worker/serve.py) register too, but never train.
+    workers = [worker for worker in live_workers(session, settings.heartbeat_timeout_s, queue)
+               if worker.inference_url is None]
     if not workers:
         warnings = [_warning("resources.queue", f"no live worker on queue '{queue}': the job waits for one; "
                              "report_to, bf16 and method are checked against the workers only once one runs")]

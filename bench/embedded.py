@@ -52,6 +52,7 @@ class Service:
     client: Any  # fastapi's TestClient, imported once the settings are in the environment
     dataset: dict  # the demo dataset as POST /datasets answered
     workdir: Path
+    worker_pid: int
 
 
 @contextmanager
@@ -77,6 +78,6 @@ def embedded_service(model: str, prefix: str, gpus: str | None = None) -> Iterat
         with TestClient(create_app(), headers={"Authorization": f"Bearer {key}"}) as client:
             demo = (REPO / "traindock" / "data" / "alpaca_demo.jsonl").read_bytes()
             dataset = client.post("/datasets", files={"file": ("demo.jsonl", demo)}).json()
-            yield Service(client, dataset, workdir)
+            yield Service(client, dataset, workdir, worker.pid)
     finally:
         stop_worker(worker)

@@ -15,6 +15,8 @@ import httpx
 from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from db.metric_blocks import rebuild_blocks  # noqa: E402
 from http_load import run_load  # noqa: E402
 from live_api import DEFAULT_DATABASE, DEFAULT_REDIS, LiveApi, live_api  # noqa: E402
 
@@ -39,11 +41,17 @@ def fill(api: LiveApi) -> int:
             "SELECT :job, 'eval_loss', step, step / 1000.0, 2 + random(), now() "
             "FROM generate_series(:every, :steps, :every) AS step"),
             {"job": job, "steps": LOSS_STEPS, "every": EVAL_EVERY})
+    written = time.perf_counter()
+    with api.engine.begin() as connection:  # what record_metric_points keeps up to date as it writes
+        rebuild_blocks(connection, job)
+    summarized = time.perf_counter()
     with api.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(text("VACUUM ANALYZE metric_points"))
+        connection.execute(text("VACUUM ANALYZE metric_points, metric_blocks"))
         count = connection.scalar(text("SELECT count(*) FROM metric_points WHERE job_id = :job"), {"job": job})
+        blocks = connection.scalar(text("SELECT count(*) FROM metric_blocks WHERE job_id = :job"), {"job": job})
     api.engine.dispose()
-    print(f"job {job}: {count:,} metric points written in {time.perf_counter() - started:.1f} s")
+    print(f"job {job}: {count:,} metric points written in {written - started:.1f} s, "
+          f"{blocks:,} block summaries of them in {summarized - written:.1f} s")
     return job
 
 

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from db.models import Event
 from db.sequence import next_seq
-from db.webhooks import record_deliveries
+from db.delivery_outbox import record_deliveries
 
 # One per logged training step (db/metrics.py): what OpenAI's metrics events show. The native
 # events list leaves them out (GET /jobs/{id}/metrics has the points).

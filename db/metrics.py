@@ -1,4 +1,5 @@
-"""Metric points keyed by (job, name, step): a repeated step replaces its earlier value."""
+"""Metric points keyed by (job, name, step): a repeated step replaces its earlier value. Each write
+rewrites the summaries of the blocks it touched (db/metric_blocks.py) in the same transaction."""
 
 from typing import Any
 
@@ -6,6 +7,7 @@ from sqlalchemy import ColumnElement, Row, Select, and_, delete, or_, select, tu
 from sqlalchemy.orm import Session
 
 from db.events import METRICS_LOGGED, add_event
+from db.metric_blocks import BLOCK, forget_blocks_after, refresh_blocks
 from db.models import MetricPoint, utcnow
 from db.sequence import next_seq
 from db.upsert import upsert
@@ -26,6 +28,7 @@ def record_metric_points(
     ]
     upsert(session, MetricPoint, rows, keys=["job_id", "name", "step"],
            update=["run_id", "epoch", "value", "seq", "created_at"])
+    refresh_blocks(session, job_id, {(row["name"], row["step"] // BLOCK) for row in rows})
     for step, epoch, values in points:
         if values:  # the points replace earlier ones; the events are the log of what was reported
             described = ", ".join(f"{name} {value:.4g}" for name, value in values.items())
@@ -110,4 +113,6 @@ def metrics_at_step(session: Session, job_id: int, step: int) -> dict[str, Any]:
 
 def delete_after(session: Session, job_id: int, step: int) -> int:
     """Forget the points past `step`: a resume from there replaces that part of the run."""
-    return session.execute(delete(MetricPoint).where(MetricPoint.job_id == job_id, MetricPoint.step > step)).rowcount
+    deleted = session.execute(delete(MetricPoint).where(MetricPoint.job_id == job_id, MetricPoint.step > step)).rowcount
+    forget_blocks_after(session, job_id, step)
+    return deleted

@@ -179,6 +179,27 @@ class MetricPoint(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class MetricBlock(Base):
+    """A summary of one series' points in steps [block * size, block * size + size - 1], size 64 or 8
+    (db/metric_blocks.py), rewritten from those points whenever they change: a chart reads these
+    instead of the series."""
+
+    __tablename__ = "metric_blocks"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    size: Mapped[int] = mapped_column(primary_key=True)
+    block: Mapped[int] = mapped_column(primary_key=True)
+    count: Mapped[int]
+    first_step: Mapped[int]
+    last_step: Mapped[int]
+    # The lowest and the highest value, each at the earliest step that has it.
+    min_step: Mapped[int]
+    min_value: Mapped[float] = mapped_column(Float)
+    max_step: Mapped[int]
+    max_value: Mapped[float] = mapped_column(Float)
+
+
 class Checkpoint(Base):
     __tablename__ = "checkpoints"
     __table_args__ = (UniqueConstraint("job_id", "step"),)

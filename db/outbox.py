@@ -1,5 +1,5 @@
 """Broker messages of a unit of work, sent only after it commits (a transactional outbox): runs
-to start, and webhook deliveries to send.
+to start (webhook deliveries: db/delivery_outbox.py).
 
 A transition that queues a run calls `send_after_commit`: the message goes out once the session
 commits, and never if it rolls back, so no request handler commits by hand to order a send. The
@@ -20,8 +20,7 @@ from db.events import add_event
 from db.hooks import after_commit
 from db.models import Job, Run
 from db.status import RunStatus
-from db.webhook_deliveries import due_deliveries, mark_dispatched
-from traindock.broker import producer, queued_task_ids, run_task_id, send_delivery, send_run
+from traindock.broker import producer, queued_task_ids, run_task_id, send_run
 
 log = logging.getLogger(__name__)
 
@@ -106,32 +105,3 @@ def _revoke(run_id: int) -> None:
         producer().control.revoke(run_task_id(run_id))
     except Exception:
         log.warning("could not revoke run %s", run_id, exc_info=True)
-
-
-def dispatch_deliveries(delivery_ids: list[int]) -> list[int]:
-    """Ask a webhook sender to deliver each. Marked sent first (a sender that records its attempt
-    clears the mark, and must not find it set again after); one the broker refuses is unmarked,
-    and `send_due_deliveries` sends it later. Returns those sent."""
-    if not delivery_ids:
-        return []
-    with session_scope() as session:
-        mark_dispatched(session, delivery_ids)
-    sent = []
-    for delivery_id in delivery_ids:
-        try:
-            send_delivery(producer(), delivery_id)
-        except Exception as exc:  # any broker or connection error
-            log.warning("could not send webhook delivery %s: %r", delivery_id, exc)
-            with session_scope() as session:
-                mark_dispatched(session, delivery_ids[len(sent):], sent=False)
-            break
-        sent.append(delivery_id)
-    return sent
-
-
-def send_due_deliveries(dispatched_before: datetime) -> list[int]:
-    """Retries that are due, deliveries never sent, and those whose message was sent before
-    `dispatched_before` and never taken (lost with the broker)."""
-    with session_scope() as session:
-        due = due_deliveries(session, dispatched_before)
-    return dispatch_deliveries(due)

@@ -1,9 +1,5 @@
-"""Webhook endpoints, and the deliveries a job event owes them.
-
-`add_event` (db/events.py) calls `record_deliveries` in the event's own transaction: one delivery
-row per subscribed endpoint, with the payload fixed now, so an event that commits is never without
-its deliveries and a rolled-back one has none. The rows are the queue (db/webhook_deliveries.py);
-the broker message that asks a sender to deliver goes out after the commit (db/outbox.py)."""
+"""Webhook endpoints, and what a job event owes them: which events they get and the payload.
+The deliveries themselves are written and sent by db/delivery_outbox.py."""
 
 from datetime import datetime
 from typing import Any
@@ -11,9 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.clock import database_now
-from db.hooks import after_commit
-from db.models import Event, Job, WebhookDelivery, WebhookEndpoint, utcnow
+from db.models import Event, WebhookEndpoint, utcnow
 
 # Job event type -> the webhook event type endpoints subscribe to. The first three are OpenAI's
 # fine-tuning webhook events; the rest are traindock's own, named alike.
@@ -65,30 +59,3 @@ def event_payload(event: Event, webhook_type: str) -> dict[str, Any]:
     created = event.created_at or utcnow()
     return {"id": f"evt_{event.id}", "object": "event", "created_at": int(created.timestamp()),
             "type": webhook_type, "data": data}
-
-
-def record_deliveries(session: Session, event: Event) -> list[WebhookDelivery]:
-    """A delivery of `event` for each of its job's tenant's endpoints subscribed to it."""
-    webhook_type = EVENT_TYPES.get(event.type)
-    if webhook_type is None:
-        return []
-    endpoints = [endpoint for endpoint in session.scalars(
-        select(WebhookEndpoint).join(Job, Job.tenant_id == WebhookEndpoint.tenant_id).where(Job.id == event.job_id)
-    ) if webhook_type in endpoint.event_types]
-    if not endpoints:
-        return []
-    event.created_at = event.created_at or utcnow()
-    session.flush()
-    payload = event_payload(event, webhook_type)
-    due = database_now(session)  # the clock the sender's claim compares with
-    deliveries = [WebhookDelivery(endpoint_id=endpoint.id, job_id=event.job_id, event_id=event.id,
-                                  event_type=webhook_type, payload=payload, status=PENDING, attempts=[],
-                                  next_attempt_at=due, created_at=event.created_at)
-                  for endpoint in endpoints]
-    session.add_all(deliveries)
-    session.flush()
-    from db.outbox import dispatch_deliveries  # db.outbox sends runs too, and writes events
-
-    ids = [delivery.id for delivery in deliveries]
-    after_commit(session, lambda: dispatch_deliveries(ids))
-    return deliveries

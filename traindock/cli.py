@@ -74,6 +74,7 @@ def run_worker(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="TRAINDOCK_GPUS") from None
     settings.ensure_dirs()
+    quiet_root_warning()
     hostname = name or "traindock@%h"
     if queues == WEBHOOK_QUEUE:
         SENDS_WEBHOOKS_ONLY.set()
@@ -94,6 +95,19 @@ def run_worker(
     ])
 
 
+def quiet_root_warning() -> None:
+    """Celery warns on every start as root (containers often run as root): a worker as root
+    that accepted pickled messages would run code a message sent. It refuses to start then
+    (platforms.check_privileges; C_FORCE_ROOT lets it), and warns even when, as here
+    (traindock/broker.py), it accepts JSON only; that warning alone is silenced."""
+    import warnings
+
+    from celery.exceptions import SecurityWarning
+
+    warnings.filterwarnings("ignore", message="You're running the worker with superuser privileges",
+                            category=SecurityWarning)
+
+
 @app.command("serve")
 def run_inference_server(
     host: Host = "127.0.0.1",
@@ -109,28 +123,48 @@ def run_inference_server(
 
 
 @app.command("up")
-def up(host: Host = "127.0.0.1", port: Port = 8000, workers: Workers = 1) -> None:
+def up(host: Host = "127.0.0.1", port: Port = 8000, workers: Workers = 1,
+       verbose: Annotated[bool, typer.Option("--verbose", "-v", help="The worker's, the inference server's and "
+                                             "the API's full output here, not in <data dir>/logs/.")] = False) -> None:
     """Migrate, then serve the API with one worker and one inference server (the embedded default needs no servers)."""
+    import uvicorn
+
     from traindock.keys import ensure_first_key
     from traindock.lifetime import die_with_parent
     from traindock.settings import get_settings
+    from traindock.up import StartWatch, announce, api_log_config, local_url, open_logs
 
     migrate()
     ensure_first_key(get_settings())
     # uvicorn re-raises the signal that stopped it, so this process may end before `finally`:
     # the worker then gets SIGTERM (a warm shutdown) from the kernel instead.
     settings = get_settings()
+    url = local_url(host, port)
+    logs = None if verbose else open_logs(settings.logs_dir)
+    announce(settings, url, logs)
     # Training and generation share this machine's cores: each keeps its own, or an oversubscribed
     # training process's threads wait on each other (measured: a fifth of the tokens/s on 2 cores).
     threads = settings.training_threads or max(1, (os.cpu_count() or 1) - settings.inference_threads)
-    worker = subprocess.Popen([sys.executable, "-m", "traindock.cli", "worker", "--loglevel", "warning"],
-                              env={**os.environ, "TRAINDOCK_TRAINING_THREADS": str(threads)},
-                              preexec_fn=die_with_parent(signal.SIGTERM))
-    inference = subprocess.Popen([sys.executable, "-m", "traindock.cli", "serve"],
-                                 preexec_fn=die_with_parent(signal.SIGTERM))
+    processes = {}
+    for name, command, env in (
+        ("worker", ["worker", "--loglevel", "info"], {**os.environ, "TRAINDOCK_TRAINING_THREADS": str(threads)}),
+        ("serve", ["serve"], None),
+    ):
+        # Without --verbose each writes to its log file (Celery's banner among it), not to the terminal.
+        log = open(logs[name], "ab") if logs else None
+        processes[name] = subprocess.Popen([sys.executable, "-m", "traindock.cli", *command], env=env,
+                                           stdout=log, stderr=subprocess.STDOUT if log else None,
+                                           preexec_fn=die_with_parent(signal.SIGTERM))
+        if log:
+            log.close()
+    worker, inference = processes["worker"], processes["serve"]
+    watch = StartWatch(settings, url, processes, logs).start()
     try:
-        serve_api(host, port, workers)
+        # Each process has its own thread pool and database pool (TRAINDOCK_API_THREADS each).
+        uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info",
+                    **({"log_config": api_log_config(logs["api"])} if logs else {}))
     finally:
+        watch.stop()
         inference.send_signal(signal.SIGTERM)
         worker.send_signal(signal.SIGTERM)  # drains: a running job checkpoints and goes back to the queue
         try:

@@ -95,6 +95,7 @@ def supervise(run_id: int, worker_name: str) -> str:
         _kill(process, gpus)
         raise
     code = process.returncode
+    warm.keep_output(process, log_path)  # a spare that died before it took the run: why
     ended = how_ranks_ended(code, gpus, log_path) if gpus > 1 else RanksEnded(code, log_path)
     outcome = retrying(lambda: _record_outcome(run_id, ended, watched), settings.db_retry_s,
                        "recording how the attempt ended")
@@ -116,7 +117,8 @@ def prepare_spare(settings) -> None:
     """Start the training process of this pool process's next one-GPU job ahead of it (worker/warm.py):
     it imports torch and transformers in the meantime, and holds no GPU memory until it trains."""
     if settings.warm_start and not DRAINING.is_set():
-        warm.start_spare(training_env(settings, job_gpu_ids(worker_gpu_ids(settings.gpus), 1, "")))
+        warm.start_spare(training_env(settings, job_gpu_ids(worker_gpu_ids(settings.gpus), 1, "")),
+                         settings.logs_dir / "spares")
 
 
 def _pass_on(run_id: int) -> str:
@@ -273,16 +275,21 @@ def _record_outcome(run_id: int, ended: RanksEnded, watched: Watched) -> str:
                 add_event(session, run.job_id, "run.traceback", _tail(log_path), run_id=run_id)
             interrupt_and_restart(session, run_id, error, exit_code=code)
         else:
-            error = run.error or {"code": "crashed", "message": _crash_message(code)}
+            error = run.error or {"code": "crashed", "message": _crash_message(code, log_path)}
             finish_run(session, run_id, RunStatus.FAILED, f"failed: {error['message']}", exit_code=code, error=error)
             add_event(session, run.job_id, "run.traceback", _tail(log_path), run_id=run_id)
         return run.status  # `run` is the session's one copy, kept current
 
 
-def _crash_message(code: int) -> str:
+def _crash_message(code: int, log_path: Path | None = None) -> str:
     if code < 0:
         return f"the training process was killed by {signal.Signals(-code).name}"
-    return f"the training process exited with code {code}"
+    message = f"the training process exited with code {code}"
+    if log_path is None or not log_path.is_file():
+        return message
+    # It ended without recording its error (an import failed, say): the log's last line says why.
+    lines = [line.strip() for line in _tail(log_path).splitlines() if line.strip()]
+    return f"{message}: {lines[-1][:500]}" if lines else message
 
 
 def _tail(path: Path) -> str:

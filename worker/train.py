@@ -327,6 +327,15 @@ def startup_split(callback: ReportingCallback) -> dict:
     return STARTUP.split()
 
 
+def show_in_title(context: RunContext) -> None:
+    """`ps` and top show which run this process trains (a spare's command line reads `--warm`)."""
+    try:
+        from setproctitle import setproctitle
+    except ImportError:  # the worker extra installs it; without it only the title stays as it was
+        return
+    setproctitle(f"traindock-train job {context.job_id} run {context.run_id} attempt {context.attempt}")
+
+
 def record_failure(run_id: int, exc: BaseException) -> None:
     traceback.print_exception(exc, file=sys.stderr)
     error = classify(exc)
@@ -365,7 +374,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def train(run_id: int) -> int:
     try:
-        run_training(load_context(run_id), STOP_REQUESTED)
+        context = load_context(run_id)
+        show_in_title(context)
+        run_training(context, STOP_REQUESTED)
     except TrainingStopped as stopped:
         print(stopped, file=sys.stderr)
         return EXIT_STOPPED

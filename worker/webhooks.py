@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from db.clock import database_now
 from db.engine import session_scope
-from db.outbox import dispatch_deliveries, send_due_deliveries
+from db.delivery_outbox import dispatch_deliveries, send_due_deliveries
 from db.webhook_deliveries import claim_delivery, next_in_chain, record_attempt
 from db.webhooks import PENDING
 from traindock.settings import get_settings

@@ -105,3 +105,135 @@ def test_the_cursor_is_where_the_index_scan_starts(client, job):
         assert "step >= 15000" in one.split("Index Cond:")[1].splitlines()[0], one
         removed = [int(line.split(":")[1]) for line in one.splitlines() if "Rows Removed by Filter" in line]
         assert removed in ([], [1]), one  # the cursor's own point at most
+
+
+def downsampled_both_ways(job_id: int, **query) -> tuple[list, list]:
+    from db.engine import session_scope
+    from db.metric_series import downsample
+
+    with session_scope() as session:
+        by_blocks = downsample(session, job_id, use_blocks=True, **query)
+        by_points = downsample(session, job_id, use_blocks=False, **query)
+    return [tuple(p) for p in by_blocks], [tuple(p) for p in by_points]
+
+
+def stored_blocks(job_id: int) -> tuple[list, list]:
+    """The blocks as the writes left them, and as rebuilt from the points."""
+    from sqlalchemy import select
+
+    from db.engine import session_scope
+    from db.metric_blocks import SUMMARY, rebuild_blocks
+    from db.models import MetricBlock
+
+    columns = [MetricBlock.name, MetricBlock.size, MetricBlock.block, *(getattr(MetricBlock, c) for c in SUMMARY)]
+    order = (MetricBlock.name, MetricBlock.size, MetricBlock.block)
+    with session_scope() as session:
+        written = [tuple(row) for row in session.execute(select(*columns).where(MetricBlock.job_id == job_id)
+                                                         .order_by(*order))]
+        rebuild_blocks(session, job_id)
+        rebuilt = [tuple(row) for row in session.execute(select(*columns).where(MetricBlock.job_id == job_id)
+                                                         .order_by(*order))]
+        session.rollback()
+    return written, rebuilt
+
+
+def test_block_summaries_give_the_same_chart_as_the_points(client, job):
+    """Random series with gaps, ties, replaced points and a forgotten timeline: the block summaries
+    written with the points stay exact, and a chart read from them is the one read from every point."""
+    import random
+
+    from db.engine import session_scope
+    from db.metrics import delete_after
+
+    rng = random.Random(21)
+    written: dict[tuple[str, int], float] = {}
+
+    def write(steps, names=("loss", "eval_loss", "grad_norm")):
+        batch = []
+        for step in steps:
+            values = {}
+            for name in names:
+                if name == "eval_loss" and step % 7:
+                    continue  # a sparse series
+                values[name] = float(rng.randint(0, 5)) if name == "grad_norm" else rng.gauss(2, 1)  # ties
+            batch.append((step, values))
+        for start in range(0, len(batch), 37):  # the training process's batches
+            record(job["id"], batch[start:start + 37])
+        written.update({(name, step): value for step, values in batch for name, value in values.items()})
+
+    write(range(0, 3000))
+    write(rng.sample(range(0, 3000), 300))  # points replaced by upserts, anywhere
+    write(range(5000, 9000, 3))  # a gap, then every third step
+    with session_scope() as session:
+        delete_after(session, job["id"], 7777)  # a resume from step 7777 forgets the later points
+    write(range(7778, 11_000))  # and the new timeline writes them again
+    with session_scope() as session:
+        delete_after(session, job["id"], 10_500)
+    write(range(10_400, 10_700), names=("loss",))
+
+    blocks, rebuilt = stored_blocks(job["id"])
+    assert blocks == rebuilt and len(blocks) > 300
+    for max_points in (4, 10, 50, 101, 1000):
+        for min_step, max_step in ((None, None), (0, None), (None, 8000), (131, 9_999), (2999, 5001), (64, 127),
+                                   (6000, 6000), (12_000, None)):
+            for names in (None, ["loss"], ["grad_norm", "eval_loss"]):
+                query = {"names": names, "min_step": min_step, "max_step": max_step, "max_points": max_points}
+                by_blocks, by_points = downsampled_both_ways(job["id"], **query)
+                assert by_blocks == by_points, query
+    # Ranges that cut blocks anywhere, on series whose extremes (and ties) sit at the blocks' ends.
+    saws = {"saw": lambda step: step % 64, "antisaw": lambda step: -(step % 64), "saw50": lambda step: step % 50,
+            "rising": lambda step: step % 64 + step / 10_000, "falling": lambda step: step % 64 - step / 10_000}
+    record(job["id"], [(step, {name: saw(step) for name, saw in saws.items()}) for step in range(0, 4000)])
+    for _ in range(100):
+        low = rng.randrange(0, 4000)
+        query = {"names": list(saws), "min_step": low, "max_step": rng.randrange(low, 4000),
+                 "max_points": rng.randrange(4, 60)}
+        by_blocks, by_points = downsampled_both_ways(job["id"], **query)
+        assert by_blocks == by_points, query
+    # The chart's values are the points last written.
+    by_blocks, _ = downsampled_both_ways(job["id"], names=["loss", "eval_loss", "grad_norm"], min_step=None,
+                                         max_step=None, max_points=100)
+    assert all(written[point[2], point[0]] == point[3] for point in by_blocks)
+
+
+def test_deleting_a_job_deletes_its_block_summaries(client, job):
+    from sqlalchemy import func, select
+
+    from db.engine import session_scope
+    from db.models import MetricBlock
+
+    record(job["id"], [(step, {"loss": 1.0}) for step in range(200)])
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(MetricBlock)) == 4 + 25  # of 64 and of 8 steps
+    client.post(f"/jobs/{job['id']}/cancel")
+    assert client.delete(f"/jobs/{job['id']}").status_code == 204
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(MetricBlock)) == 0
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_a_chart_of_a_long_series_reads_block_summaries_not_its_points(client, job):
+    """A chart of 200,000 points reads the ~3,000 summaries and the points of the blocks that
+    straddle a bucket's edge (a nested loop of index probes), never the whole series."""
+    from db.engine import session_scope
+    from db.metric_blocks import rebuild_blocks
+    from db.metric_series import blocks_query, downsample
+
+    with session_scope() as session:
+        session.execute(text(
+            "INSERT INTO metric_points (job_id, name, step, value, created_at) "
+            "SELECT :job, 'loss', step, random(), now() FROM generate_series(1, 200000) AS step"), {"job": job["id"]})
+        rebuild_blocks(session, job["id"])
+        session.execute(text("ANALYZE metric_points"))
+        session.execute(text("ANALYZE metric_blocks"))
+    with session_scope() as session:
+        by_blocks = downsample(session, job["id"], names=["loss"], min_step=None, max_step=None, max_points=1000)
+        by_points = downsample(session, job["id"], names=["loss"], min_step=None, max_step=None, max_points=1000,
+                               use_blocks=False)
+        assert [tuple(p) for p in by_blocks] == [tuple(p) for p in by_points]
+        plan = explain(session, blocks_query(job["id"], "loss", 1, 200_000, -(-200_000 // 499), postgres=True))
+    assert "Seq Scan" not in plan, plan
+    probes = [line for line in plan.splitlines() if "on metric_points" in line]
+    assert len(probes) == 1 and "Index" in probes[0], plan
+    rows, loops = (int(probes[0].split(f"{what}=")[1].split()[0].rstrip(")")) for what in ("rows", "loops"))
+    assert rows * loops < 200_000 // 4, plan  # the points of ~500 blocks of 64 steps, at most
