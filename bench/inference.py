@@ -1,5 +1,6 @@
 """Inference through the service against `generate` in one process, on the same loaded model:
-first-token latency and tokens/s through the API (the real `openai` client streaming from
+first-text latency (the streamer sends text a word at a time) and tokens/s (the answer's tokens
+over the request's whole time) through the API (the real `openai` client streaming from
 /v1/chat/completions, a real inference server) against transformers' generate with a streamer;
 the time a LoRA adapter switch costs; and a training job's tokens/s alone and with requests
 streaming beside it on the same machine.
@@ -29,8 +30,8 @@ MESSAGES = [{"role": "user", "content": "Write a long story about a robot who le
 
 
 def direct(folder: Path, tokens: int, rounds: int) -> tuple[float, float, int]:
-    """(first token s, tokens/s, tokens) of generate with a streamer, as the inference server calls it.
-    Tokens/s is the decoding rate after the first token (the first token's wait is its own figure)."""
+    """(first text s, tokens/s, tokens) of generate with a streamer, as the inference server calls it.
+    Tokens/s: the answer's tokens over the whole request's time."""
     import torch
     from transformers import AutoModelForCausalLM, TextIteratorStreamer
 
@@ -64,7 +65,7 @@ def direct(folder: Path, tokens: int, rounds: int) -> tuple[float, float, int]:
         elapsed = time.perf_counter() - started
         count = result["out"].shape[1] - ids.shape[1]
         firsts.append(first)
-        rates.append((count - 1) / (elapsed - first))
+        rates.append(count / elapsed)
     return statistics.median(firsts[1:]), statistics.median(rates[1:]), count
 
 
@@ -82,7 +83,7 @@ def through_api(client, model: str, tokens: int, rounds: int) -> tuple[float, fl
                 count = chunk.usage.completion_tokens
         elapsed = time.perf_counter() - started
         firsts.append(first)
-        rates.append((count - 1) / (elapsed - first))
+        rates.append(count / elapsed)
     return statistics.median(firsts[1:]), statistics.median(rates[1:]), count
 
 
