@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 from embedded import embedded_service  # noqa: E402
+from startup import run_job  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "Write a long story about a robot who learns to paint."}]
 
@@ -115,15 +116,6 @@ def api_process(log: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait()
-
-
-def run_job(api, spec: dict) -> dict:
-    job = api.post("/jobs", json=spec).json()
-    while job["status"] not in ("succeeded", "failed", "cancelled"):
-        time.sleep(0.2)
-        job = api.get(f"/jobs/{job['id']}").json()
-    assert job["status"] == "succeeded", job
-    return job
 
 
 def main() -> None:

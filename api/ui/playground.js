@@ -3,6 +3,7 @@
 // from /v1/chat/completions or /v1/completions. The columns' models live in the address
 // (#/playground?models=a,b), so a comparison can be bookmarked.
 import { api, apiKey, h } from "./core.js";
+import { sseEvents } from "./sse.js";
 
 const COLUMNS = [2, 3];
 
@@ -177,25 +178,12 @@ async function stream(path, body, signal, onText) {
     if (response.status === 401) window.dispatchEvent(new Event("traindock:signed-out"));
     throw new Error(await refusal(response));
   }
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += value.replace(/\r\n?/g, "\n");
-    let end;
-    while ((end = buffer.indexOf("\n")) >= 0) {
-      const line = buffer.slice(0, end);
-      buffer = buffer.slice(end + 1);
-      if (!line.startsWith("data:")) continue;  // blank lines, keep-alive comments
-      const data = line.slice(5).trim();
-      if (data === "[DONE]") { reader.cancel().catch(() => {}); return; }
-      const chunk = JSON.parse(data);
-      if (chunk.error) throw new Error(chunk.error.message || "the answer failed");
-      const choice = (chunk.choices || [])[0];
-      const piece = choice ? (choice.delta ? choice.delta.content : choice.text) : null;
-      if (piece) onText(piece);
-    }
+  for await (const { data: chunk } of sseEvents(response)) {
+    if (chunk === "[DONE]") return;
+    if (chunk.error) throw new Error(chunk.error.message || "the answer failed");
+    const choice = (chunk.choices || [])[0];
+    const piece = choice ? (choice.delta ? choice.delta.content : choice.text) : null;
+    if (piece) onText(piece);
   }
 }
 

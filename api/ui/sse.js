@@ -33,7 +33,9 @@ function parseBlock(block) {
     else if (field === "data") data.push(value);
   }
   if (!data.length) return null;
-  return { id, type, data: JSON.parse(data.join("\n")) };
+  const text = data.join("\n");
+  // OpenAI's streams end with a plain `data: [DONE]`.
+  return { id, type, data: text === "[DONE]" ? text : JSON.parse(text) };
 }
 
 // Follows a stream until it ends or `signal` aborts; reconnects after a dropped connection with
