@@ -53,6 +53,8 @@ def resolve_target(session: Session, settings: Settings, tenant: Tenant, model: 
         if found is not None:
             job, step = found
             checkpoint = usable_checkpoint(session, job.id, step)
+            if checkpoint is None:  # rotated out since checkpoint_source looked
+                raise OpenAIError(404, f"The model '{model}' does not exist", param="model", code="model_not_found")
             return _job_target(session, settings, job, Path(checkpoint.path))
         job = fine_tuned_job(session, tenant, model)
         return _job_target(session, settings, job, Path(job.result["final_model_path"]))
@@ -62,7 +64,11 @@ def resolve_target(session: Session, settings: Settings, tenant: Tenant, model: 
 
 
 def _job_target(session: Session, settings: Settings, job: Job, folder: Path) -> Target:
-    relative = folder.resolve().relative_to(settings.jobs_dir.resolve()).as_posix()
+    try:
+        relative = folder.resolve().relative_to(settings.jobs_dir.resolve()).as_posix()
+    except ValueError:  # recorded under another data folder: not servable from this one
+        raise OpenAIError(404, "the model's files are not in this server's jobs folder", param="model",
+                          code="model_not_found") from None
     spec = job.spec
     fmt = spec.get("data", {}).get("format", "auto")
     if fmt == "auto":
@@ -95,7 +101,7 @@ async def generate(url: str, settings: Settings, target: Target, prompt: str | l
         async with httpx.AsyncClient(timeout=timeout) as client:
             async with client.stream("POST", f"{url}/generate", json=body, headers=headers) as response:
                 if response.status_code != 200:
-                    raise _refusal(response.status_code, json.loads(await response.aread()))
+                    raise _refusal(response.status_code, await response.aread())
                 async for line in response.aiter_lines():
                     if not line:
                         continue
@@ -111,7 +117,15 @@ async def generate(url: str, settings: Settings, target: Target, prompt: str | l
                           code="inference_server_unavailable") from None
 
 
-def _refusal(status: int, body: dict) -> OpenAIError:
-    error = body.get("error") or {"message": f"the inference server answered {status}: {body.get('detail')}"}
-    return OpenAIError(status, error.get("message") or f"the inference server answered {status}",
-                       param=error.get("param"), code=error.get("code"))
+def _refusal(status: int, content: bytes) -> OpenAIError:
+    """The server's refusal of the request (400, 404, 503) as the client's; anything else (its own
+    401 or 422, a crash's plain-text 500) is the service's fault: 502."""
+    try:
+        error = json.loads(content).get("error") or {}
+    except (ValueError, AttributeError):
+        error = {}
+    if status not in (400, 404, 503) or not error.get("message"):
+        return OpenAIError(502, f"the inference server failed ({status}): "
+                           f"{error.get('message') or content[:200].decode(errors='replace')}",
+                           code="inference_server_error")
+    return OpenAIError(status, error["message"], param=error.get("param"), code=error.get("code"))

@@ -18,7 +18,7 @@ Model = Annotated[str, typer.Argument(help="A base model (as GET /v1/models list
 Url = Annotated[Optional[str], typer.Option("--url", help="API base URL (default TRAINDOCK_API_URL).")]
 MaxTokens = Annotated[int, typer.Option("--max-tokens", min=1, help="Most tokens in the answer.")]
 Temperature = Annotated[float, typer.Option(min=0, max=2, help="0: greedy, the same answer every time.")]
-TopP = Annotated[float, typer.Option("--top-p", min=0, max=1, help="Nucleus sampling (with a temperature above 0).")]
+TopP = Annotated[float, typer.Option("--top-p", min=0.01, max=1, help="Nucleus sampling (with a temperature above 0).")]
 Seed = Annotated[Optional[int], typer.Option(help="Seed for sampling: the same seed, the same answer.")]
 Stop = Annotated[Optional[list[str]], typer.Option("--stop", help="Stop before this text (repeatable, up to 4).")]
 

@@ -177,19 +177,25 @@ class Engine:
 
     # ---- Generation -------------------------------------------------------------------------------
 
-    def stream(self, prepared: Prepared, sampling: Sampling) -> Iterator[str | Finished]:
-        """Text pieces as they are generated (stop sequences cut out), then one Finished."""
+    def stream(self, prepared: Prepared, sampling: Sampling,
+               abandoned: threading.Event | None = None) -> Iterator[str | Finished]:
+        """Text pieces as they are generated (stop sequences cut out), then one Finished. Setting
+        `abandoned` stops the generation at its next token."""
         loaded = prepared.loaded
         model, tokenizer = loaded.model, loaded.tokenizer
         streamer = _Pieces(tokenizer)
-        abandoned = threading.Event()
+        abandoned = abandoned or threading.Event()
+        # The tokenizer's eos ends training examples; a chat model's own end-of-turn ids end its turns.
+        configured = getattr(model.generation_config, "eos_token_id", None)
+        configured = configured if isinstance(configured, list) else [configured]
+        eos = [i for i in dict.fromkeys([tokenizer.eos_token_id, *configured]) if i is not None]
         result: dict = {}
         started = time.monotonic()
         device = next(model.parameters()).device
         kwargs = dict(
             input_ids=torch.tensor([prepared.ids], device=device), attention_mask=None,
             max_new_tokens=sampling.max_tokens, streamer=streamer,
-            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id, eos_token_id=eos or None,
             stopping_criteria=StoppingCriteriaList([_Abandoned(abandoned)]),
         )
         kwargs["attention_mask"] = torch.ones_like(kwargs["input_ids"])
@@ -226,7 +232,7 @@ class Engine:
             if not cut.stopped and (text := cut.flush()):
                 yield text
             new = result["sequences"][0][len(prepared.ids):].tolist()
-            ended = bool(new) and new[-1] == tokenizer.eos_token_id
+            ended = bool(new) and new[-1] in eos
             reason = "stop" if cut.stopped or ended or len(new) < sampling.max_tokens else "length"
             yield Finished(reason, len(prepared.ids), len(new), time.monotonic() - started)
         finally:

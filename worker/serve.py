@@ -13,15 +13,17 @@ POST /generate takes {"target": {base, adapter, weights, format}, "prompt": text
 import json
 import logging
 import os
+import queue
 import secrets
 import socket
+import threading
 from typing import Any
 
 import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.concurrency import run_in_threadpool
 
 from traindock.settings import get_settings
 from worker.inference import Engine, Finished, InferenceError, Sampling, Target
@@ -66,45 +68,65 @@ def create_server(engine: Engine | None = None) -> FastAPI:
         sampling = Sampling(max_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p,
                             stop=tuple(body.stop), seed=body.seed)
         target = Target(**body.target.model_dump())
-        try:
-            await run_in_threadpool(engine.take_turn)
-        except InferenceError as exc:
-            return _refusal(exc)
-        try:
-            prepared = await run_in_threadpool(engine.prepare, target, body.prompt, sampling,
-                                               prompt_param=body.prompt_param)
-        except InferenceError as exc:
-            engine.end_turn()
-            return _refusal(exc)
-        except Exception:
-            engine.end_turn()
-            raise
+        took = threading.Event()
 
-        def lines():
+        def take_turn_and_prepare():
+            engine.take_turn()
+            took.set()
+            return engine.prepare(target, body.prompt, sampling, prompt_param=body.prompt_param)
+
+        try:
+            prepared = await run_in_threadpool(take_turn_and_prepare)
+        except BaseException as exc:  # a refusal, a failed load, or this request cancelled meanwhile
+            if took.is_set():
+                engine.end_turn()
+            if isinstance(exc, InferenceError):
+                return _refusal(exc)
+            raise
+        # The generation runs in a thread of its own from here, whatever becomes of the response,
+        # and gives the turn back when it ends: a client gone (even before the body began) only
+        # makes it stop at its next token.
+        lines: queue.SimpleQueue = queue.SimpleQueue()
+        abandoned = threading.Event()
+
+        def produce() -> None:
             try:
-                for item in engine.stream(prepared, sampling):
-                    if isinstance(item, Finished):
-                        yield json.dumps(item.__dict__) + "\n"
-                    else:
-                        yield json.dumps({"text": item}) + "\n"
+                for item in engine.stream(prepared, sampling, abandoned):
+                    lines.put(json.dumps(item.__dict__ if isinstance(item, Finished) else {"text": item}) + "\n")
             except Exception as exc:
                 log.exception("generation failed")
-                yield json.dumps({"error": {"message": f"generation failed: {type(exc).__name__}: {exc}",
-                                            "code": "generation_failed"}}) + "\n"
+                lines.put(json.dumps({"error": {"message": f"generation failed: {type(exc).__name__}: {exc}",
+                                                "code": "generation_failed"}}) + "\n")
             finally:
                 engine.end_turn()
+                lines.put(None)
+
+        threading.Thread(target=produce, name="traindock-generation", daemon=True).start()
 
         async def relayed():
-            produced = lines()
             try:
-                async for line in iterate_in_threadpool(produced):
+                while (line := await run_in_threadpool(lines.get)) is not None:
                     yield line
-            finally:  # a client gone mid-stream: the generation stops and the turn is given back
-                produced.close()
+            finally:
+                abandoned.set()
 
-        return StreamingResponse(relayed(), media_type="application/x-ndjson")
+        return _Streamed(relayed(), abandoned)
 
     return app
+
+
+class _Streamed(StreamingResponse):
+    """Marks the generation abandoned whenever the response ends, even one whose body never began."""
+
+    def __init__(self, content, abandoned: threading.Event):
+        super().__init__(content, media_type="application/x-ndjson")
+        self.abandoned = abandoned
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.abandoned.set()
 
 
 def _refusal(exc: InferenceError) -> JSONResponse:

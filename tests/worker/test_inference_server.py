@@ -118,3 +118,23 @@ def _names(server) -> list[str]:
 def _loaded(server, base: str):
     assert generate(server, target={"base": base}).status_code == 200
     return server.engine.models[next(reversed(server.engine.models))]
+
+
+def test_a_client_that_goes_away_stops_its_generation_and_gives_the_turn_back(server):
+    import time
+
+    import httpx
+
+    from tests.live_server import serve
+
+    body = {"target": {"base": "tiny"}, "prompt": ASK, "max_tokens": 1500, "temperature": 0}
+    with serve(create_server(server.engine)) as url:
+        with httpx.stream("POST", f"{url}/generate", json=body, timeout=30) as response:
+            next(response.iter_lines())  # the generation has begun; the client leaves
+        deadline = time.monotonic() + 10
+        while server.engine.busy.locked():
+            assert time.monotonic() < deadline, "the turn was never given back"
+            time.sleep(0.02)
+        answered = httpx.post(f"{url}/generate", json={**body, "max_tokens": 4}, timeout=30)
+    assert answered.status_code == 200
+    assert json.loads(answered.text.splitlines()[-1])["completion_tokens"] <= 4
