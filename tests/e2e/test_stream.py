@@ -8,7 +8,7 @@ from api.app import create_app
 from tests.e2e.conftest import all_metrics, submit, upload
 from tests.e2e.test_training import DEMO_ROWS, spec
 from tests.live_server import serve
-from traindock.client import follow
+from traindock.cli.client import follow
 
 pytestmark = pytest.mark.e2e
 

@@ -24,7 +24,7 @@ from tests.conftest import REPO
 from tests.integration.conftest import ALPACA_ROWS, issue, jsonl, make_spec
 from tests.live_server import serve
 from traindock.cli import app
-from traindock.failures import run_cli
+from traindock.cli.failures import run_cli
 from traindock.settings import get_settings
 
 
@@ -180,8 +180,8 @@ def test_watch_view_on_a_terminal_draws_a_bar_and_a_loss_chart():
 
     from rich.console import Console
 
-    from traindock.sse import StreamEvent
-    from traindock.watch import JobView, show
+    from traindock.cli.sse import StreamEvent
+    from traindock.cli.watch import JobView, show
 
     events = [StreamEvent("status", {"status": "running", "at": "2026-01-01T00:00:00+00:00"}, 1),
               StreamEvent("metrics", {"points": [{"name": "loss", "step": s, "value": 3 - s / 10, "epoch": 0.1}
@@ -264,7 +264,7 @@ def test_broken_pipe_and_ctrl_c_end_with_one_line(url, cli, dataset_file, tmp_pa
 STUCK_CLOSE = """
 import sys, threading
 import httpcore._sync.http11 as http11
-import traindock.sse as sse
+import traindock.cli.sse as sse
 stuck, parse = threading.Lock(), sse.parse
 stuck.acquire()
 def parse_then_stick(lines):

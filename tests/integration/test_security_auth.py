@@ -255,7 +255,7 @@ def test_keys_create_list_and_revoke_through_the_cli(sqlite_backend, key_clock):
 
 
 def test_ensure_first_key_makes_one_key_once_in_a_private_file(sqlite_backend, capsys):
-    from traindock.keys import ensure_first_key, key_file, saved_key
+    from traindock.cli.keys import ensure_first_key, key_file, saved_key
     from traindock.settings import get_settings
 
     settings = get_settings()
@@ -284,7 +284,7 @@ def test_ensure_first_key_makes_one_key_once_in_a_private_file(sqlite_backend, c
 
 def test_first_key_file_is_private_even_when_a_readable_one_was_there(sqlite_backend, capsys):
     """A stale api-key file (a wiped database, a copied data dir) must not keep its wider mode."""
-    from traindock.keys import ensure_first_key, key_file
+    from traindock.cli.keys import ensure_first_key, key_file
     from traindock.settings import get_settings
 
     settings = get_settings()

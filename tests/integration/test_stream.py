@@ -16,7 +16,7 @@ from db.runs import latest_run
 from db.status import JobStatus, RunStatus
 from tests.integration.conftest import ALPACA_ROWS, authorized, issue, jsonl, make_spec
 from tests.live_server import serve
-from traindock.sse import parse
+from traindock.cli.sse import parse
 
 
 @pytest.fixture

@@ -94,7 +94,7 @@ def test_success_and_a_killed_launcher_pass_through(tmp_path):
 
 def test_the_worker_command_refuses_a_malformed_gpu_set_in_one_line(capsys):
     from traindock.cli import app
-    from traindock.failures import run_cli
+    from traindock.cli.failures import run_cli
 
     assert run_cli(app, ["worker", "--gpus", "0,,1"]) == 2
     err = capsys.readouterr().err

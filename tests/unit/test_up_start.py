@@ -1,4 +1,4 @@
-"""What `traindock up` says as it starts (traindock/up.py): one line as each part is ready, and,
+"""What `traindock up` says as it starts (traindock/cli/up.py): one line as each part is ready, and,
 for a part that ends of itself, its exit code and its log's last lines; nothing for a part stopped
 by the Ctrl-C that reaches it as it reaches `up`. The real thing: tests/e2e/test_up.py."""
 
@@ -7,7 +7,7 @@ import sys
 import time
 from types import SimpleNamespace
 
-from traindock import up
+from traindock.cli import up
 
 
 class Process:
@@ -65,7 +65,7 @@ def test_the_api_log_config_keeps_every_line_in_the_file_and_warnings_on_the_ter
     terminal = subprocess.run([sys.executable, "-c", f"""
 import logging, logging.config
 from pathlib import Path
-from traindock.up import api_log_config
+from traindock.cli.up import api_log_config
 logging.config.dictConfig(api_log_config(Path({str(path)!r})))
 logging.getLogger("uvicorn.error").info("Application startup complete.")
 logging.getLogger("uvicorn.error").warning("something to see")

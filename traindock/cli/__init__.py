@@ -9,10 +9,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from traindock import chat, commands, demo, keys
-from traindock.failures import run_cli
+from traindock.cli import chat, commands, demo, keys
+from traindock.cli.failures import run_cli
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 Host = Annotated[str, typer.Option(help="Address to listen on.")]
@@ -123,16 +123,16 @@ def run_inference_server(
 
 
 @app.command("up")
-def up(host: Host = "127.0.0.1", port: Port = 8000, workers: Workers = 1,
+def start_everything(host: Host = "127.0.0.1", port: Port = 8000, workers: Workers = 1,
        verbose: Annotated[bool, typer.Option("--verbose", "-v", help="The worker's, the inference server's and "
                                              "the API's full output here, not in <data dir>/logs/.")] = False) -> None:
     """Migrate, then serve the API with one worker and one inference server (the embedded default needs no servers)."""
     import uvicorn
 
-    from traindock.keys import ensure_first_key
+    from traindock.cli.keys import ensure_first_key
     from traindock.lifetime import die_with_parent
     from traindock.settings import get_settings
-    from traindock.up import StartWatch, announce, api_log_config, local_url, open_logs
+    from traindock.cli.up import StartWatch, announce, api_log_config, local_url, open_logs
 
     migrate()
     ensure_first_key(get_settings())
@@ -182,6 +182,3 @@ chat.register(app)
 def main(argv: list[str] | None = None) -> None:
     sys.exit(run_cli(app, argv))
 
-
-if __name__ == "__main__":
-    main()

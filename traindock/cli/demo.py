@@ -10,8 +10,8 @@ from typing import Annotated
 import httpx
 import typer
 
-from traindock.client import CliError, api, check
-from traindock.commands import Url, end_of, watch_job
+from traindock.cli.client import CliError, api, check
+from traindock.cli.commands import Url, end_of, watch_job
 from traindock.settings import get_settings
 
 DEMO_MODEL = "tiny-llama-demo"

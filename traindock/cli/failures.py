@@ -9,7 +9,7 @@ import threading
 import httpx
 import typer
 
-from traindock.client import CliError
+from traindock.cli.client import CliError
 
 INTERRUPTED, BROKEN_PIPE = 130, 141  # the shell's codes for SIGINT and SIGPIPE
 

@@ -10,8 +10,8 @@ from typing import Annotated, Any, Optional
 import httpx
 import typer
 
-from traindock import sse
-from traindock.client import CliError, api
+from traindock.cli import sse
+from traindock.cli.client import CliError, api
 
 Model = Annotated[str, typer.Argument(help="A base model (as GET /v1/models lists it), a fine-tuned model "
                                      "(ft:...:ftjob-N) or a checkpoint (ft:...:ckpt-step-S).")]

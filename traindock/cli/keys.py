@@ -7,7 +7,7 @@ import typer
 
 from db.engine import session_scope
 from db.tenants import any_key_exists, issue_key, list_keys, revoke_key
-from traindock.client import CliError
+from traindock.cli.client import CliError
 from traindock.settings import Settings
 
 

@@ -12,8 +12,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from traindock.client import CliError, api, check, follow, pages, unpack
-from traindock.watch import JobView, show as show_live
+from traindock.cli.client import CliError, api, check, follow, pages, unpack
+from traindock.cli.watch import JobView, show as show_live
 
 Url = Annotated[Optional[str], typer.Option("--url", help="API base URL (default TRAINDOCK_API_URL).")]
 Json = Annotated[bool, typer.Option("--json", help="Print the API's JSON, for scripts.")]
@@ -213,7 +213,7 @@ def logs(job_id: JobArg,
          url: Url = None, json_: Json = False):
     """The attempt's training log (its training process's output, as the API serves it); with
     --events or --json, the log lines and tracebacks the job recorded as events."""
-    from traindock.client import attempt_log, follow_log
+    from traindock.cli.client import attempt_log, follow_log
 
     def write(chunk: bytes) -> None:
         out = getattr(sys.stdout, "buffer", None)

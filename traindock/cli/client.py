@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from traindock import sse
+from traindock.cli import sse
 from traindock.settings import get_settings
 
 FINISHED = {"succeeded", "failed", "cancelled", "paused"}  # a stream ends at these
@@ -20,7 +20,7 @@ class CliError(Exception):
 
 
 def api(url: str | None = None) -> httpx.Client:
-    from traindock.keys import saved_key
+    from traindock.cli.keys import saved_key
 
     settings = get_settings()
     key = saved_key(settings)

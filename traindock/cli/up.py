@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from traindock.keys import key_file
+from traindock.cli.keys import key_file
 
 LOG_NAMES = ("api", "worker", "serve")
 # How the worker (0: Celery's warm shutdown) or the inference server (uvicorn re-raises the signal)

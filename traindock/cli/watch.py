@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.text import Text
 
-from traindock.sse import StreamEvent
+from traindock.cli.sse import StreamEvent
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 CHART_WIDTH = 60
