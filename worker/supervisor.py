@@ -164,6 +164,7 @@ def _watch(process: subprocess.Popen, gpus: int, run_id: int, job_id: int, setti
         if DRAINING.is_set() and not watched.drain_requested:
             _ask_to_stop(process, gpus, signal.SIGTERM)  # the training process checkpoints and stops
             watched.drain_requested, drain_requested_at = True, now
+            _note_stop_request(job_id, run_id, "the worker is shutting down")
         if watched.drain_requested and now - drain_requested_at > settings.drain_timeout_s:
             _kill(process, gpus)
             watched.killed_after_drain = True

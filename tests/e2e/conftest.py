@@ -46,7 +46,7 @@ def stack(request, backend, models_root, monkeypatch, tmp_path):
         client.worker = worker
         client.backend = backend
         yield client
-    stop_worker(worker)
+    stop_worker(client.worker)  # the one a test may have started in its place
 
 
 def start_worker(log_path: Path, name: str | None = None, gpus: str | None = None,

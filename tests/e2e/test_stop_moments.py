@@ -4,12 +4,13 @@ there, waits until the supervisor has relayed it, and only then lets the run go 
 promptly (never the grace period's kill) in the right state with the right checkpoint; a pause
 before any step pauses at step 0 with nothing lost, and resumes from the start."""
 
+import signal
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import submit, upload, wait_for
+from tests.e2e.conftest import start_worker, submit, upload, wait_for
 from tests.e2e.test_training import DEMO_ROWS, spec, wait_for_event
 
 pytestmark = pytest.mark.e2e
@@ -179,3 +180,38 @@ def test_a_stop_after_the_last_step_lets_the_job_succeed(request, backend, holds
     assert job["status"] == "succeeded" and job["result"]["global_step"] == 12, job
     ended = [e for e in stack.get(f"/jobs/{job['id']}/events").json()["items"] if e["type"] == "job.succeeded"]
     assert "before the stop took effect" in ended[-1]["message"]
+
+
+# A worker shutdown (SIGTERM to the worker, as systemd or Kubernetes send it) while its training
+# process had not yet installed its handlers, or had set up but not yet stepped: the attempt stops
+# at step 0 at once (not after the drain timeout's kill) and the job goes back to the queue, where
+# the next worker trains it from the start.
+@pytest.mark.parametrize("point", ["start", "first_step"])
+def test_a_worker_shutdown_before_the_first_step_hands_the_job_back_at_step_0(request, backend, holds, monkeypatch,
+                                                                              tmp_path, point):
+    if backend.name == "postgres":
+        pytest.skip("checked on SQLite")
+    monkeypatch.setenv("TRAINDOCK_WARM_START", "false")
+    monkeypatch.setenv("TRAINDOCK_DRAIN_TIMEOUT_S", str(GRACE_S))
+    stack = request.getfixturevalue("stack")
+    holds.arm(point)
+    job = submit(stack, spec(upload(stack, DEMO_ROWS)))
+    holds.wait_reached(point)
+    stack.worker.send_signal(signal.SIGTERM)
+    event = wait_for_event(stack, job["id"], "run.stop_requested")
+    assert "shutting down" in event["message"]
+    holds.release(point)
+    released = time.monotonic()
+    stack.worker.wait(timeout=GRACE_S + 30)
+    assert time.monotonic() - released < GRACE_S / 2
+    first = stack.get(f"/jobs/{job['id']}").json()["attempts"][0]
+    assert first["error"]["code"] == "worker_shutdown" and "checkpointed and stopped" in first["error"]["message"]
+    assert checkpoint_steps(stack, job["id"]) == []
+
+    holds.release_all()
+    stack.worker = start_worker(tmp_path / "next-worker.log")
+    finished = wait_for(stack, job["id"])
+    assert finished["status"] == "succeeded", finished
+    assert [(a["attempt"], a["reason"], a["resume_step"]) for a in finished["attempts"]] == [
+        (1, "submitted", None), (2, "handed_back", None)]
+    assert finished["progress"]["step"] == 12
