@@ -89,10 +89,11 @@ def server_url(session: Session, settings: Settings) -> str:
 
 async def generate(url: str, settings: Settings, target: Target, prompt: str | list[dict[str, Any]], *,
                    prompt_param: str, max_tokens: int, temperature: float, top_p: float, stop: list[str],
-                   seed: int | None) -> AsyncIterator[str | Generated]:
+                   seed: int | None, fit_context: bool = False) -> AsyncIterator[str | Generated]:
     """Text pieces, then one Generated. A refusal before the first piece is an OpenAIError."""
     body = {"target": asdict(target), "prompt": prompt, "prompt_param": prompt_param, "max_tokens": max_tokens,
-            "temperature": temperature, "top_p": top_p, "stop": stop, "seed": seed}
+            "temperature": temperature, "top_p": top_p, "stop": stop, "seed": seed,
+            "fit_context": fit_context}
     headers = {}
     if settings.inference_token:
         headers["x-traindock-inference-token"] = settings.inference_token.get_secret_value()

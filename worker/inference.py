@@ -48,6 +48,8 @@ class Sampling:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    # max_tokens was the server's default, not the client's: shortened to what the context has left
+    fit_context: bool = False
 
 
 class Loaded:
@@ -62,6 +64,7 @@ class Prepared:
     loaded: Loaded
     adapter: str | None  # peft adapter name; None: the model without adapters
     ids: list[int]
+    max_tokens: int  # the sampling's, or what the context has left (Sampling.fit_context)
 
 
 @dataclass
@@ -113,13 +116,15 @@ class Engine:
         ids = prompt_ids(loaded.tokenizer, target.format, prompt)
         limit = loaded.context_length
         if limit is not None and len(ids) + sampling.max_tokens > limit:
+            if sampling.fit_context and len(ids) < limit:
+                return Prepared(loaded, name, ids, limit - len(ids))
             if len(ids) >= limit:
                 raise InferenceError(400, f"the prompt is {len(ids)} tokens, and the model's context is {limit} "
                                      "tokens", param=prompt_param, code="context_length_exceeded")
             raise InferenceError(400, f"max_tokens {sampling.max_tokens} and the prompt's {len(ids)} tokens exceed "
                                  f"the model's context of {limit} tokens: ask for at most {limit - len(ids)}",
                                  param="max_tokens", code="context_length_exceeded")
-        return Prepared(loaded, name, ids)
+        return Prepared(loaded, name, ids, sampling.max_tokens)
 
     def _base_folder(self, name: str) -> Path:
         try:
@@ -194,7 +199,7 @@ class Engine:
         device = next(model.parameters()).device
         kwargs = dict(
             input_ids=torch.tensor([prepared.ids], device=device), attention_mask=None,
-            max_new_tokens=sampling.max_tokens, streamer=streamer,
+            max_new_tokens=prepared.max_tokens, streamer=streamer,
             pad_token_id=tokenizer.pad_token_id, eos_token_id=eos or None,
             stopping_criteria=StoppingCriteriaList([_Abandoned(abandoned)]),
         )
@@ -233,7 +238,7 @@ class Engine:
                 yield text
             new = result["sequences"][0][len(prepared.ids):].tolist()
             ended = bool(new) and new[-1] in eos
-            reason = "stop" if cut.stopped or ended or len(new) < sampling.max_tokens else "length"
+            reason = "stop" if cut.stopped or ended or len(new) < prepared.max_tokens else "length"
             yield Finished(reason, len(prepared.ids), len(new), time.monotonic() - started)
         finally:
             abandoned.set()  # a client that went away stops the generation at the next token

@@ -45,6 +45,7 @@ class GenerateBody(BaseModel):
     prompt: str | list[dict[str, Any]]
     prompt_param: str = "prompt"
     max_tokens: int = Field(ge=1)
+    fit_context: bool = False
     temperature: float = Field(1.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
     stop: list[str] = []
@@ -66,7 +67,7 @@ def create_server(engine: Engine | None = None) -> FastAPI:
         if token and not secrets.compare_digest(request.headers.get("x-traindock-inference-token", ""), token):
             return JSONResponse({"error": {"message": "wrong inference token", "code": "unauthorized"}}, 401)
         sampling = Sampling(max_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p,
-                            stop=tuple(body.stop), seed=body.seed)
+                            stop=tuple(body.stop), seed=body.seed, fit_context=body.fit_context)
         target = Target(**body.target.model_dump())
         took = threading.Event()
 

@@ -107,7 +107,7 @@ async def _complete(request: Sampling, prompt, prompt_param: str, max_completion
     target, url = await run_in_threadpool(lookup)
     pieces = inference.generate(url, settings, target, prompt, prompt_param=prompt_param, max_tokens=max_tokens,
                                 temperature=request.temperature, top_p=request.top_p, stop=request.stop or [],
-                                seed=request.seed)
+                                seed=request.seed, fit_context=not (max_completion_tokens or request.max_tokens))
     shape = ChatShape(request.model) if chat else CompletionShape(request.model)
     first = await anext(pieces)  # a refusal (a 4xx, no server) is raised here, before any answer
     if request.stream:

@@ -81,6 +81,18 @@ def test_a_prompt_past_the_context_names_max_tokens(server):
     assert generate(server).status_code == 200  # the refusal gave its turn back
 
 
+def test_a_default_max_tokens_is_shortened_to_what_the_context_has_left(server):
+    """The API's default max_tokens (the client gave none) never makes a long prompt a 400."""
+    prompt_tokens = lines(generate(server, max_tokens=1))[-1]["prompt_tokens"]
+    context = 2048  # worker/tinymodel.py
+    asked = context - prompt_tokens + 5
+    assert generate(server, max_tokens=asked).status_code == 400
+    response = generate(server, max_tokens=asked, fit_context=True)
+    assert response.status_code == 200, response.text
+    done = lines(response)[-1]
+    assert done["prompt_tokens"] == prompt_tokens and done["completion_tokens"] <= context - prompt_tokens
+
+
 def test_requests_wait_for_a_turn_within_bounds(server):
     server.engine.take_turn()  # a generation under way
     try:
