@@ -145,12 +145,15 @@ class Engine:
         return folder
 
     def _load(self, folder: Path, base: Path) -> Loaded:
-        key = str(folder)
+        """A folder rewritten since it was loaded (a checkpoint of a replaced timeline) is loaded anew."""
+        key = _identity(folder, "*.safetensors")
         if key in self.models:
             self.models.move_to_end(key)
             return self.models[key]
+        for stale in [k for k in self.models if k.rpartition("@")[0] == str(folder)]:
+            del self.models[stale]
         tokenizer = load_tokenizer(str(base), base.name)
-        model = AutoModelForCausalLM.from_pretrained(key, dtype="auto")
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype="auto")
         if torch.cuda.is_available():
             model = model.to("cuda")
         model.eval()
@@ -163,8 +166,7 @@ class Engine:
     def _adapter(self, loaded: Loaded, folder: Path) -> str:
         """The peft adapter name of `folder` on the loaded base, loaded beside the others if new.
         A folder rewritten since (a checkpoint of a replaced timeline) is a new adapter."""
-        files = sorted(folder.glob("adapter_model.*"))
-        identity = f"{folder}@{files[0].stat().st_mtime_ns if files else 0}"
+        identity = _identity(folder, "adapter_model.*")
         if identity in loaded.adapters:
             loaded.adapters.move_to_end(identity)
             return loaded.adapters[identity]
@@ -252,6 +254,12 @@ class Engine:
             return model.disable_adapter()
         model.set_adapter(adapter)
         return _Nothing()
+
+
+def _identity(folder: Path, weights: str) -> str:
+    """The folder and when its weights were written."""
+    files = sorted(folder.glob(weights))
+    return f"{folder}@{files[0].stat().st_mtime_ns if files else 0}"
 
 
 class _Pieces(TextStreamer):

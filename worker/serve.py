@@ -60,7 +60,7 @@ def create_server(engine: Engine | None = None) -> FastAPI:
 
     @app.get("/health")
     def health():
-        return {"status": "ok", "loaded": list(engine.models), "waiting": engine.waiting}
+        return {"status": "ok", "loaded": [key.rpartition("@")[0] for key in list(engine.models)], "waiting": engine.waiting}
 
     @app.post("/generate")
     async def generate(body: GenerateBody, request: Request):

@@ -124,7 +124,30 @@ def test_models_beyond_the_memory_budget_are_unloaded_least_recently_used_first(
 
 
 def _names(server) -> list[str]:
-    return [name.rsplit("/", 1)[-1] for name in server.engine.models]
+    return [name.rpartition("@")[0].rsplit("/", 1)[-1] for name in server.engine.models]
+
+
+def test_a_model_folder_rewritten_since_it_was_loaded_is_loaded_anew(server, model_root):
+    """A full fine-tune's checkpoint folder written again (a replaced timeline): its new weights answer."""
+    import shutil
+
+    folder = get_settings().jobs_dir / "tenant-1" / "job-1" / "checkpoint-4"
+    shutil.copytree(model_root / "tiny", folder)
+    weights = {"base": "tiny", "weights": "tenant-1/job-1/checkpoint-4"}
+    first = lines(generate(server, target=weights, **SEEDED))
+    assert "".join(p["text"] for p in first[:-1]) == _text(server, "tiny")
+    for path in (model_root / "tiny-2").glob("*.safetensors"):
+        shutil.copy(path, folder / path.name)  # a new file: its own modification time
+    again = lines(generate(server, target=weights, **SEEDED))
+    assert "".join(p["text"] for p in again[:-1]) == _text(server, "tiny-2") != _text(server, "tiny")
+    assert sum(key.startswith(f"{folder}@") for key in server.engine.models) == 1
+
+
+SEEDED = {"temperature": 1.0, "seed": 3}  # the random tiny models all answer greedily with newlines
+
+
+def _text(server, base: str) -> str:
+    return "".join(p["text"] for p in lines(generate(server, target={"base": base}, **SEEDED))[:-1])
 
 
 def _loaded(server, base: str):
