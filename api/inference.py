@@ -9,7 +9,7 @@ the jobs folder, which the server confines again."""
 import json
 import random
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +23,11 @@ from db.checkpoints import usable_checkpoint
 from db.datasets import get_dataset
 from db.models import Job, Tenant
 from db.workers import live_inference_urls
+from jobspec.inference import InferenceTarget
 from traindock.settings import Settings
 
 # A generation may wait for its turn (inference_queue_timeout_s) and then for each token.
 READ_TIMEOUT_S = 600.0
-
-
-@dataclass(frozen=True)
-class Target:
-    base: str
-    adapter: str | None = None
-    weights: str | None = None
-    format: str | None = None
 
 
 @dataclass
@@ -46,7 +39,7 @@ class Generated:
     seconds: float
 
 
-def resolve_target(session: Session, settings: Settings, tenant: Tenant, model: str) -> Target:
+def resolve_target(session: Session, settings: Settings, tenant: Tenant, model: str) -> InferenceTarget:
     """What `model` names, for the server; OpenAIError 404 when it names nothing of the tenant's."""
     if model.startswith("ft:"):
         found = checkpoint_source(session, tenant, model)
@@ -59,11 +52,11 @@ def resolve_target(session: Session, settings: Settings, tenant: Tenant, model: 
         job = fine_tuned_job(session, tenant, model)
         return _job_target(session, settings, job, Path(job.result["final_model_path"]))
     if any(info.name == model for info in base_models(settings.effective_model_roots)):
-        return Target(base=model)
+        return InferenceTarget(base=model)
     raise OpenAIError(404, f"The model '{model}' does not exist", param="model", code="model_not_found")
 
 
-def _job_target(session: Session, settings: Settings, job: Job, folder: Path) -> Target:
+def _job_target(session: Session, settings: Settings, job: Job, folder: Path) -> InferenceTarget:
     try:
         relative = folder.resolve().relative_to(settings.jobs_dir.resolve()).as_posix()
     except ValueError:  # recorded under another data folder: not servable from this one
@@ -75,8 +68,8 @@ def _job_target(session: Session, settings: Settings, job: Job, folder: Path) ->
         dataset = get_dataset(session, job.dataset_id) if job.dataset_id else None
         fmt = dataset.format if dataset is not None else None  # deleted: prompted as a base model
     if spec.get("method") == "full":
-        return Target(base=spec["base_model"], weights=relative, format=fmt)
-    return Target(base=spec["base_model"], adapter=relative, format=fmt)
+        return InferenceTarget(base=spec["base_model"], weights=relative, format=fmt)
+    return InferenceTarget(base=spec["base_model"], adapter=relative, format=fmt)
 
 
 def server_url(session: Session, settings: Settings) -> str:
@@ -87,11 +80,11 @@ def server_url(session: Session, settings: Settings) -> str:
     return random.choice(urls)
 
 
-async def generate(url: str, settings: Settings, target: Target, prompt: str | list[dict[str, Any]], *,
-                   prompt_param: str, max_tokens: int, temperature: float, top_p: float, stop: list[str],
+async def generate(url: str, settings: Settings, target: InferenceTarget,
+                   prompt: str | list[dict[str, Any]], *, prompt_param: str, max_tokens: int, temperature: float, top_p: float, stop: list[str],
                    seed: int | None, fit_context: bool = False) -> AsyncIterator[str | Generated]:
     """Text pieces, then one Generated. A refusal before the first piece is an OpenAIError."""
-    body = {"target": asdict(target), "prompt": prompt, "prompt_param": prompt_param, "max_tokens": max_tokens,
+    body = {"target": target.model_dump(), "prompt": prompt, "prompt_param": prompt_param, "max_tokens": max_tokens,
             "temperature": temperature, "top_p": top_p, "stop": stop, "seed": seed,
             "fit_context": fit_context}
     headers = {}

@@ -3,8 +3,8 @@ memory budget, LoRA adapters switched on a loaded base through peft's multi-adap
 reloading it, prompts built as the job built its training examples (worker/prompts.py), and one
 generation at a time per process (a bounded number of requests wait their turn).
 
-What to load comes as a Target that the API resolved from its records; every folder in it is
-confined again here: a base model inside a model root, a job's folders inside the jobs folder.
+What to load comes as an InferenceTarget (jobspec/inference.py) that the API resolved from its
+records; every folder in it is confined again here: a base model inside a model root, a job's folders inside the jobs folder.
 """
 
 import queue
@@ -22,6 +22,7 @@ from transformers import AutoModelForCausalLM, StoppingCriteria, StoppingCriteri
 from traindock.paths import PathRefused, resolve_base_model
 from traindock.settings import Settings
 from worker.model import load_tokenizer
+from jobspec.inference import InferenceTarget
 from worker.prompts import Prompt, prompt_ids
 
 MAX_ADAPTERS_PER_BASE = 16
@@ -31,14 +32,6 @@ class InferenceError(Exception):
     def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None):
         super().__init__(message)
         self.status, self.message, self.param, self.code = status, message, param, code
-
-
-@dataclass(frozen=True)
-class Target:
-    base: str  # base_model, a folder in a model root
-    adapter: str | None = None  # a LoRA adapter folder, relative to the jobs folder
-    weights: str | None = None  # a full fine-tune's model folder, relative to the jobs folder
-    format: str | None = None  # the data format the model was trained on; None: a base model
 
 
 @dataclass(frozen=True)
@@ -106,7 +99,7 @@ class Engine:
 
     # ---- Models -----------------------------------------------------------------------------------
 
-    def prepare(self, target: Target, prompt: Prompt, sampling: Sampling, *, prompt_param: str) -> Prepared:
+    def prepare(self, target: InferenceTarget, prompt: Prompt, sampling: Sampling, *, prompt_param: str) -> Prepared:
         """Within a turn: the model loaded, its adapter chosen, the prompt tokenized and checked."""
         base = self._base_folder(target.base)
         weights = self._job_folder(target.weights) if target.weights else None

@@ -26,22 +26,16 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from traindock.settings import get_settings
-from worker.inference import Engine, Finished, InferenceError, Sampling, Target
+from jobspec.inference import InferenceTarget
+from worker.inference import Engine, Finished, InferenceError, Sampling
 
 log = logging.getLogger(__name__)
 INFERENCE_QUEUE = "inference"
 INFERENCE_NICENESS = 10
 
 
-class TargetBody(BaseModel):
-    base: str
-    adapter: str | None = None
-    weights: str | None = None
-    format: str | None = None
-
-
 class GenerateBody(BaseModel):
-    target: TargetBody
+    target: InferenceTarget
     prompt: str | list[dict[str, Any]]
     prompt_param: str = "prompt"
     max_tokens: int = Field(ge=1)
@@ -68,13 +62,12 @@ def create_server(engine: Engine | None = None) -> FastAPI:
             return JSONResponse({"error": {"message": "wrong inference token", "code": "unauthorized"}}, 401)
         sampling = Sampling(max_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p,
                             stop=tuple(body.stop), seed=body.seed, fit_context=body.fit_context)
-        target = Target(**body.target.model_dump())
         took = threading.Event()
 
         def take_turn_and_prepare():
             engine.take_turn()
             took.set()
-            return engine.prepare(target, body.prompt, sampling, prompt_param=body.prompt_param)
+            return engine.prepare(body.target, body.prompt, sampling, prompt_param=body.prompt_param)
 
         try:
             prepared = await run_in_threadpool(take_turn_and_prepare)
