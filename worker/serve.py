@@ -10,12 +10,14 @@ POST /generate takes {"target": {base, adapter, weights, format}, "prompt": text
 "seconds"}; or, before any text, a 4xx/503 {"error": {"message", "param", "code"}}.
 """
 
+import ipaddress
 import json
 import logging
 import os
 import queue
 import secrets
 import socket
+import sys
 import threading
 from typing import Any
 
@@ -147,6 +149,9 @@ def serve(host: str, port: int, advertise_url: str | None, name: str | None) -> 
     name = name or f"serve-{socket.gethostname()}-{bound}"
     server = uvicorn.Server(uvicorn.Config(create_server(), log_level="warning"))
     start_registry_thread(name, [INFERENCE_QUEUE], inference_url=url)
+    if not settings.inference_token and not ipaddress.ip_address(sock.getsockname()[0]).is_loopback:
+        print(f"warning: listening on {host} without TRAINDOCK_INFERENCE_TOKEN: whoever reaches this port can "
+              "generate with every model it can load", file=sys.stderr, flush=True)
     print(f"inference server ready at {url} (registered as {name}; {settings.inference_threads} CPU threads, "
           f"{settings.inference_memory_gb:g} GB for models)", flush=True)
     try:

@@ -50,13 +50,13 @@ def stack(request, backend, models_root, monkeypatch, tmp_path):
 
 
 def start_worker(log_path: Path, name: str | None = None, gpus: str | None = None,
-                 queues: str | None = None) -> subprocess.Popen:
+                 queues: str | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
     log = log_path.open("wb")
     worker = subprocess.Popen(
         [sys.executable, "-m", "traindock.cli", "worker", "--loglevel", "info",
          "--name", name or f"test-{uuid.uuid4().hex[:6]}@%h", *(["--gpus", gpus] if gpus else []),
          *(["--queues", queues] if queues else [])],
-        env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
+        env=env or dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
     )
     worker.log_path = log_path
     deadline = time.monotonic() + 60
@@ -139,13 +139,14 @@ def start_up(data_dir: Path, port: int, settings: dict[str, str] | None = None, 
             time.sleep(0.2)
 
 
-def start_inference_server(log_path: Path) -> subprocess.Popen:
+def start_inference_server(log_path: Path, *options: str) -> subprocess.Popen:
     """`traindock serve` on a free port, once its URL is in the worker registry."""
     from db.engine import session_scope
     from db.workers import live_inference_urls
 
     log = log_path.open("wb")
-    server = subprocess.Popen([sys.executable, "-m", "traindock.cli", "serve"], env=dict(os.environ),
+    server = subprocess.Popen([sys.executable, "-m", "traindock.cli", "serve", *options],
+                              env=dict(os.environ),
                               stdout=log, stderr=subprocess.STDOUT)
     server.log_path = log_path
     deadline = time.monotonic() + 90

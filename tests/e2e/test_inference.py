@@ -35,12 +35,13 @@ def openai_client(backend, models_root, monkeypatch, tmp_path):
     from api.app import create_app
 
     worker = start_worker(tmp_path / "worker.log")
-    server = start_inference_server(tmp_path / "serve.log")
+    server = start_inference_server(tmp_path / "serve.log", "--host", "0.0.0.0")  # as in docker-compose
     try:
         with serve(create_app()) as url:
             key = issue("e2e")
             client = OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
             client.cli_env = {**os.environ, "TRAINDOCK_API_URL": url, "TRAINDOCK_API_KEY": key}
+            client.server_log = server.log_path
             yield client
     finally:
         stop_process(server)
@@ -138,3 +139,6 @@ def test_fine_tuned_models_and_checkpoints_answer_through_the_openai_client(open
     missing = cli("generate", "no-such-model", "--prompt", "hi")
     assert missing.returncode == 1
     assert missing.stderr.strip() == "error 404: The model 'no-such-model' does not exist (model)"
+
+    # The server listens on every address with no TRAINDOCK_INFERENCE_TOKEN: it said so as it started.
+    assert "warning: listening on 0.0.0.0 without TRAINDOCK_INFERENCE_TOKEN" in client.server_log.read_text()
