@@ -12,6 +12,7 @@ A job on several GPUs gets torchrun and its ranks instead of the one process (wo
 on the first `resources.gpus` GPUs of the worker's set (worker/placement.py)."""
 
 import os
+import select
 import signal
 import subprocess
 import time
@@ -36,7 +37,7 @@ from worker.errors import EXIT_DATABASE_UNAVAILABLE, EXIT_STOPPED
 from worker.placement import NotEnoughGpus, job_gpu_ids, worker_gpu_ids
 from worker.ranks import RanksEnded, ask_ranks_to_stop, how_ranks_ended, training_command
 
-POLL_S = 0.05  # how soon the process's exit is seen
+POLL_S = 0.05  # how soon the process's exit is seen where it cannot wake the watch (no pidfd)
 CHECK_S = 0.5  # how often the run and job are read (a cancel is relayed within about this)
 TRACEBACK_LINES = 40
 DATABASE_UNAVAILABLE = "database_unavailable"
@@ -154,57 +155,94 @@ def _watch(process: subprocess.Popen, gpus: int, run_id: int, job_id: int, setti
     last_beat = last_check = time.monotonic()
     stop_requested_at = drain_requested_at = 0.0
     unreachable_since: float | None = None
-    while True:
-        try:
-            process.wait(timeout=POLL_S)
-            return watched
-        except subprocess.TimeoutExpired:
-            pass
-        now = time.monotonic()
-        if DRAINING.is_set() and not watched.drain_requested:
-            _ask_to_stop(process, gpus, signal.SIGTERM)  # the training process checkpoints and stops
-            watched.drain_requested, drain_requested_at = True, now
-            _note_stop_request(job_id, run_id, "the worker is shutting down")
-        if watched.drain_requested and now - drain_requested_at > settings.drain_timeout_s:
-            _kill(process, gpus)
-            watched.killed_after_drain = True
-            return watched
-        if now - last_check < CHECK_S:
-            continue
-        last_check = now
-        if gpus > 1 and (watched.stop_requested or watched.drain_requested):
-            ask_ranks_to_stop(process.pid)  # ranks that were still starting at the first request
-        beat_due = now - last_beat >= settings.heartbeat_interval_s
-        try:
-            with session_scope() as session:
-                if beat_due:
-                    beat(session, run_id)
-                job_status = get_status(session, job_id)
-                run_status = get_run(session, run_id).status
-            unreachable_since = None
-            last_beat = now if beat_due else last_beat
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            # Training goes on (it keeps its own reports); only a long outage ends the attempt.
-            unreachable_since = unreachable_since or now
-            if now - unreachable_since > settings.db_retry_s:
-                _kill(process, gpus)
-                watched.database_lost = True
+    with _Exit(process) as exits:
+        while True:
+            if exits.within(last_check + CHECK_S - time.monotonic()):
                 return watched
-            continue
-        if run_status != RunStatus.RUNNING:
-            _kill(process, gpus)
-            watched.settled_elsewhere = run_status
-            return watched
-        if job_status in STOPPING_JOB_STATES and not watched.stop_requested:
-            _ask_to_stop(process, gpus, signal.SIGUSR1)
-            watched.stop_requested, stop_requested_at = True, now
-            _note_stop_request(job_id, run_id, job_status)
-        if watched.stop_requested and now - stop_requested_at > settings.cancel_grace_s:
-            _kill(process, gpus)
-            watched.killed_after_grace = True
-            return watched
+            now = time.monotonic()
+            if DRAINING.is_set() and not watched.drain_requested:
+                _ask_to_stop(process, gpus, signal.SIGTERM)  # the training process checkpoints and stops
+                watched.drain_requested, drain_requested_at = True, now
+                _note_stop_request(job_id, run_id, "the worker is shutting down")
+            if watched.drain_requested and now - drain_requested_at > settings.drain_timeout_s:
+                _kill(process, gpus)
+                watched.killed_after_drain = True
+                return watched
+            if now - last_check < CHECK_S:
+                continue
+            last_check = now
+            if gpus > 1 and (watched.stop_requested or watched.drain_requested):
+                ask_ranks_to_stop(process.pid)  # ranks that were still starting at the first request
+            beat_due = now - last_beat >= settings.heartbeat_interval_s
+            try:
+                with session_scope() as session:
+                    if beat_due:
+                        beat(session, run_id)
+                    job_status = get_status(session, job_id)
+                    run_status = get_run(session, run_id).status
+                unreachable_since = None
+                last_beat = now if beat_due else last_beat
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                # Training goes on (it keeps its own reports); only a long outage ends the attempt.
+                unreachable_since = unreachable_since or now
+                if now - unreachable_since > settings.db_retry_s:
+                    _kill(process, gpus)
+                    watched.database_lost = True
+                    return watched
+                continue
+            if run_status != RunStatus.RUNNING:
+                _kill(process, gpus)
+                watched.settled_elsewhere = run_status
+                return watched
+            if job_status in STOPPING_JOB_STATES and not watched.stop_requested:
+                _ask_to_stop(process, gpus, signal.SIGUSR1)
+                watched.stop_requested, stop_requested_at = True, now
+                _note_stop_request(job_id, run_id, job_status)
+            if watched.stop_requested and now - stop_requested_at > settings.cancel_grace_s:
+                _kill(process, gpus)
+                watched.killed_after_grace = True
+                return watched
+
+
+class _Exit:
+    """Waits for the process's exit, woken by it (a pidfd) rather than polling: beside a training
+    process that uses every core, each wake-up of this watch takes a little from its steps. A
+    worker shutdown (DRAINING, set by a signal handler) is seen at the next check."""
+
+    def __init__(self, process: subprocess.Popen):
+        self.process = process
+        try:
+            self.pidfd: int | None = os.pidfd_open(process.pid)
+        except (AttributeError, OSError):  # not Linux 5.3+, or the process is already gone
+            self.pidfd = None
+
+    def within(self, timeout: float) -> bool:
+        timeout = max(timeout, 0.0)
+        if self.pidfd is not None:
+            select.select([self.pidfd], [], [], timeout)
+        if self.process.poll() is not None:
+            self.close()
+            return True
+        if self.pidfd is None:
+            try:
+                self.process.wait(timeout=min(timeout, POLL_S))
+            except subprocess.TimeoutExpired:
+                return False
+            return True
+        return False
+
+    def close(self) -> None:
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+
+    def __enter__(self) -> "_Exit":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _note_stop_request(job_id: int, run_id: int, job_status: str) -> None:
