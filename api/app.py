@@ -16,7 +16,7 @@ from api.errors import (
     body_error_handler, database_unavailable_handler, transition_refused_handler, validation_error_handler,
 )
 from api.openai_compat.app import create_v1_app
-from api.routes import datasets, health, jobs, models, samples, schema, stream, ui, webhooks, workers
+from api.routes import datasets, health, jobs, models, samples, schema, stream, sweeps, ui, webhooks, workers
 from api.stream_follower import StreamFollower
 from db.engine import serve_requests
 from db.lifecycle import TransitionRefused
@@ -48,7 +48,7 @@ def create_app() -> FastAPI:
     app.add_middleware(BodySizeLimit, settings=settings)
     app.state.stream_follower = StreamFollower()
     # The stream before jobs: /jobs/stream would otherwise be taken for /jobs/{job_id}.
-    for module in (health, schema, datasets, stream, jobs, samples, models, webhooks, workers, ui):
+    for module in (health, schema, datasets, stream, jobs, sweeps, samples, models, webhooks, workers, ui):
         app.include_router(module.router)
     app.mount("/v1", create_v1_app())
     _document_api_key(app)

@@ -19,6 +19,7 @@ from db.models import Dataset
 from jobspec.dataset_rows import RowError, row_format
 from traindock.dataset_files import HeldFile, stage_upload
 from traindock.settings import Settings
+from traindock.storage import get_store
 
 CHUNK = 1 << 20
 
@@ -152,7 +153,8 @@ def store_dataset(session: Session, settings: Settings, tenant_id: int, upload: 
     in for the native API and the OpenAI-compatible /v1/files."""
     limits = Limits(settings.max_upload_bytes, settings.max_line_bytes, settings.max_dataset_rows)
     checked = check_and_store(upload.file, settings.datasets_dir, limits)
-    final = None
+    final = location = None
+    store = get_store()
     try:
         dataset = add_dataset(
             session, tenant_id=tenant_id, filename=display_filename(upload.filename), path="",
@@ -160,16 +162,20 @@ def store_dataset(session: Session, settings: Settings, tenant_id: int, upload: 
         )
         final = settings.datasets_dir / f"{dataset.id}.jsonl"
         checked.path.rename(final)
-        dataset.path = str(final)
+        # Into the store (multipart for a large file): an object store's copy is the one kept.
+        location = dataset.path = store.put_file(final, move=True)
     except BaseException:
         for path in (checked.path, final):
             if path is not None:
                 path.unlink(missing_ok=True)
+        if location is not None:
+            store.delete(location)
         checked.held.release()
         raise
 
     def discard() -> None:  # no file without its row
         final.unlink(missing_ok=True)
+        store.delete(location)
         checked.held.release()
 
     # The file stays held (the orphan sweep leaves it alone) until its transaction has ended.

@@ -1,16 +1,16 @@
-"""A file that may still grow (a running attempt's log), streamed up to its size when opened."""
+"""Stored files as responses, streamed from the store (traindock/storage.py) a chunk at a time."""
 
-from collections.abc import Iterator
-from pathlib import Path
+from urllib.parse import quote
 
-CHUNK = 1 << 16
+from fastapi.responses import StreamingResponse
+
+from traindock.storage import get_store
 
 
-def file_chunks(path: Path, offset: int = 0) -> Iterator[bytes]:
-    """From byte `offset` (what a reader following the file already has) to the size at opening."""
-    with path.open("rb") as stream:
-        stream.seek(offset)
-        left = path.stat().st_size - offset
-        while left > 0 and (chunk := stream.read(min(CHUNK, left))):
-            left -= len(chunk)
-            yield chunk
+def stored_file_response(location: str, filename: str) -> StreamingResponse:
+    """The whole file as an attachment. FileNotFoundError when it is not in the store."""
+    quoted = quote(filename)
+    disposition = (f'attachment; filename="{filename}"' if quoted == filename
+                   else f"attachment; filename*=utf-8''{quoted}")
+    return StreamingResponse(get_store().chunks(location), media_type="application/octet-stream",
+                             headers={"Content-Disposition": disposition})

@@ -20,6 +20,7 @@ from api.model_catalog import base_models
 from api.openai_compat.errors import OpenAIError
 from api.openai_compat.models import checkpoint_source, fine_tuned_job
 from db.checkpoints import usable_checkpoint
+from traindock.storage import get_store
 from db.datasets import get_dataset
 from db.models import Job, Tenant
 from db.workers import live_inference_urls
@@ -48,9 +49,9 @@ def resolve_target(session: Session, settings: Settings, tenant: Tenant, model: 
             checkpoint = usable_checkpoint(session, job.id, step)
             if checkpoint is None:  # rotated out since checkpoint_source looked
                 raise OpenAIError(404, f"The model '{model}' does not exist", param="model", code="model_not_found")
-            return _job_target(session, settings, job, Path(checkpoint.path))
+            return _job_target(session, settings, job, get_store().local_path(checkpoint.path))
         job = fine_tuned_job(session, tenant, model)
-        return _job_target(session, settings, job, Path(job.result["final_model_path"]))
+        return _job_target(session, settings, job, get_store().local_path(job.result["final_model_path"]))
     if any(info.name == model for info in base_models(settings.effective_model_roots)):
         return InferenceTarget(base=model)
     raise OpenAIError(404, f"The model '{model}' does not exist", param="model", code="model_not_found")

@@ -16,6 +16,7 @@ from db.jobs import get_job
 from db.models import Job, Tenant
 from db.status import JobStatus
 from jobspec import JobSpec, split_problems
+from jobspec.dataset_rows import PREFERENCE_FORMATS
 from traindock.paths import PathRefused, check_output_name, resolve_base_model
 from traindock.settings import Settings
 
@@ -48,7 +49,23 @@ def server_problems(session: Session, settings: Settings, tenant_id: int, spec: 
     if spec.data.format not in ("auto", dataset.format):
         problems.append(problem(("data", "format"), f"dataset {dataset.id} holds {dataset.format} rows, "
                                  f"not {spec.data.format}", "format_mismatch"))
+    problems += objective_problems(("dataset_id",), spec, dataset.id, dataset.format)
     return problems + split_problems(spec, dataset.rows)
+
+
+def objective_problems(loc: tuple, spec: JobSpec, dataset_id: int, fmt: str) -> list[dict[str, Any]]:
+    """Preference rows train only a preference objective, and supervised rows only 'sft'."""
+    preference_rows = fmt in PREFERENCE_FORMATS
+    if preference_rows == (spec.objective != "sft"):
+        return []
+    if preference_rows:
+        msg = (f"dataset {dataset_id} holds preference rows (detected format '{fmt}'), which objective 'sft' cannot "
+               "train on: set objective to 'dpo' or 'orpo', or use a dataset of supervised rows")
+    else:
+        msg = (f"objective '{spec.objective}' trains on preference pairs, but dataset {dataset_id} holds {fmt} rows "
+               "(detected format): upload preference rows (prompt, chosen, rejected; or OpenAI's input, "
+               "preferred_output, non_preferred_output), or set objective to 'sft'")
+    return [problem(loc, msg, "dataset_objective_mismatch")]
 
 
 def _hub_problems(session: Session, settings: Settings, tenant_id: int, repo: str | None) -> list[dict[str, Any]]:
@@ -119,7 +136,7 @@ def _validation_dataset_problems(session: Session, tenant_id: int, spec: JobSpec
     if spec.data.format not in ("auto", dataset.format):
         return [problem(("validation_dataset_id",), f"dataset {dataset.id} holds {dataset.format} rows, "
                          f"not {spec.data.format}", "format_mismatch")]
-    return []
+    return objective_problems(("validation_dataset_id",), spec, dataset.id, dataset.format)
 
 
 def _init_from_problems(session: Session, tenant_id: int, spec: JobSpec) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from db.checkpoints import usable_checkpoint
 from db.jobs import lock_job
 from db.models import Job
 from db.status import ACTIVE_JOB_STATES, RESUMABLE_JOB_STATES, JobStatus
+from db.sweep_control import advance_after_commit
 from jobspec import JobSpec, ResumeOverrideError, apply_resume_overrides
 from jobspec.model import MAX_STEP
 
@@ -34,11 +35,18 @@ class ResumeRequest(BaseModel):
 
 
 def cancel_job(session: Session, job: Job) -> Job:
-    return lifecycle.request_cancel(session, job.id)
+    return _tell_sweep(session, lifecycle.request_cancel(session, job.id))
 
 
 def pause_job(session: Session, job: Job) -> Job:
-    return lifecycle.request_pause(session, job.id)
+    return _tell_sweep(session, lifecycle.request_pause(session, job.id))
+
+
+def _tell_sweep(session: Session, job: Job) -> Job:
+    """A sweep's trial stopped by hand: its controller looks again once this commits."""
+    if job.sweep_id is not None:
+        advance_after_commit(session, job.sweep_id)
+    return job
 
 
 def resume_job(session: Session, job: Job, request: ResumeRequest) -> tuple[Job, list[str]]:
@@ -46,6 +54,9 @@ def resume_job(session: Session, job: Job, request: ResumeRequest) -> tuple[Job,
     job = lock_job(session, job.id)  # of two resumes at once, the second sees the first's attempt
     if job.status in ACTIVE_JOB_STATES:
         raise conflict(f"job {job.id} is {job.status}; cancel or pause it first, or wait for it to end")
+    if job.status == JobStatus.EARLY_STOPPED:
+        raise conflict(f"job {job.id} is early_stopped: its sweep stopped it as a trial; submit a new job "
+                       "(init_from_job_id or resume_from_checkpoint) to train it further")
     if job.dataset_id is None:
         raise conflict(f"job {job.id}'s dataset was deleted; upload it again and submit a new job")
     spec = JobSpec.model_validate(job.spec)

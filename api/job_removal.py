@@ -1,6 +1,5 @@
-"""Deleting a finished job: its rows, then (after the commit) its output and log folders."""
-
-import shutil
+"""Deleting a finished job: its rows, then (after the commit) its output and log folders, from
+the store."""
 
 from sqlalchemy.orm import Session
 
@@ -11,6 +10,7 @@ from db.models import Job
 from db.status import FINISHED_JOB_STATES
 from traindock.paths import job_logs_dir, job_output_dir
 from traindock.settings import Settings
+from traindock.storage import get_store
 
 
 def delete_job(session: Session, settings: Settings, job: Job) -> None:
@@ -19,8 +19,9 @@ def delete_job(session: Session, settings: Settings, job: Job) -> None:
     job = lock_job(session, job.id)
     if job.status not in FINISHED_JOB_STATES:
         raise conflict(f"job {job.id} is {job.status}; cancel it and wait for it to end before deleting it")
+    store = get_store()
     folders = [job_output_dir(settings.jobs_dir, job.tenant_id, job.spec.get("output_dir"), job.id),
                job_logs_dir(settings.logs_dir, job.id)]
     delete_job_rows(session, job.id)
     session.expunge(job)
-    after_commit(session, lambda: [shutil.rmtree(folder, ignore_errors=True) for folder in folders])
+    after_commit(session, lambda: [store.delete(store.location_of(folder)) for folder in folders])

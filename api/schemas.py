@@ -47,6 +47,8 @@ class JobSummaryOut(ORMModel):
     result: dict[str, Any] | None
     error: dict[str, Any] | None
     attempts: list[RunOut] = Field(validation_alias=AliasChoices("runs", "attempts"))
+    sweep_id: int | None = Field(None, description="The sweep this job is a trial of (GET /sweeps/{id}).")
+    sweep_trial: int | None = Field(None, description="Its trial number in that sweep, from 0.")
 
     @field_validator("result")
     @classmethod

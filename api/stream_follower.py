@@ -15,7 +15,7 @@ from functools import partial
 
 import anyio
 
-from api.stream_messages import StreamMessage, job_messages, list_message
+from api.stream_messages import StreamMessage, job_messages, list_message, sweep_message
 from db import stream as queries
 from db.engine import get_sessionmaker
 from db.status import FINISHED_JOB_STATES, RESTING_JOB_STATES
@@ -43,6 +43,11 @@ class TenantClient:
     tenant_id: int
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     greeted: bool = False  # has had the snapshot of the tenant's active jobs
+    sweep_id: int | None = None  # only this sweep's trials, and its own events (GET /sweeps/{id}/stream)
+    sweep_cursor: int = 0  # the id of the last sweep event sent
+
+    def shows(self, row) -> bool:
+        return self.sweep_id is None or row.sweep_id == self.sweep_id
 
 
 @dataclass
@@ -52,6 +57,7 @@ class Reading:
     read_up_to: dict[int, int] = field(default_factory=dict)
     list_changes: list = field(default_factory=list)
     seeded: dict[int, list] = field(default_factory=dict)
+    sweep_events: list = field(default_factory=list)
 
 
 class StreamFollower:
@@ -72,8 +78,8 @@ class StreamFollower:
         self._start()
         return client
 
-    def follow_tenant(self, tenant_id: int) -> TenantClient:
-        client = TenantClient(tenant_id)
+    def follow_tenant(self, tenant_id: int, *, sweep_id: int | None = None) -> TenantClient:
+        client = TenantClient(tenant_id, sweep_id=sweep_id)
         self.tenants[tenant_id].add(client)
         if tenant_id in self.known:
             self._greet(client)
@@ -83,7 +89,7 @@ class StreamFollower:
     def _greet(self, client: TenantClient) -> None:
         """A live list starts from the tenant's active jobs, then gets their changes."""
         for row in self.known[client.tenant_id].values():
-            if row.status not in FINISHED_JOB_STATES:
+            if row.status not in FINISHED_JOB_STATES and client.shows(row):
                 client.queue.put_nowait(list_message(row))
         client.greeted = True
 
@@ -117,12 +123,16 @@ class StreamFollower:
         floors = {job_id: min(client.cursor for client in clients) for job_id, clients in self.jobs.items()}
         tenant_ids, new_tenants = list(self.tenants), [t for t in self.tenants if t not in self.known]
         since, self.since = self.since, datetime.now(timezone.utc) - COMMIT_MARGIN
-        reading = await anyio.to_thread.run_sync(partial(self._read, floors, tenant_ids, new_tenants, since))
+        sweeps: dict[int, int] = {}  # sweep -> the lowest cursor of its clients
+        for client in (c for clients in self.tenants.values() for c in clients if c.sweep_id):
+            sweeps[client.sweep_id] = min(sweeps.get(client.sweep_id, client.sweep_cursor), client.sweep_cursor)
+        reading = await anyio.to_thread.run_sync(partial(self._read, floors, tenant_ids, new_tenants, since, sweeps))
         self._send_jobs(floors, reading)
         self._send_lists(reading)
+        self._send_sweep_events(sweeps, reading)
 
     def _read(self, floors: dict[int, int], tenant_ids: list[int], new_tenants: list[int],
-              since: datetime | None) -> Reading:
+              since: datetime | None, sweeps: dict[int, int]) -> Reading:
         with get_sessionmaker()() as session:
             reading = Reading({}, {})
             if floors:
@@ -143,6 +153,8 @@ class StreamFollower:
                 reading.seeded |= {tenant_id: reading.seeded.get(tenant_id, []) for tenant_id in new_tenants}
             if tenant_ids and since is not None:
                 reading.list_changes = queries.list_rows_changed_since(session, tenant_ids, since)
+            if sweeps:
+                reading.sweep_events = queries.sweep_events_after(session, sweeps)
             return reading
 
     def _send_jobs(self, floors: dict[int, int], reading: Reading) -> None:
@@ -178,4 +190,16 @@ class StreamFollower:
                 continue
             known[row.id] = row
             for client in self.tenants.get(row.tenant_id, ()):
-                client.queue.put_nowait(list_message(row))
+                if client.shows(row):
+                    client.queue.put_nowait(list_message(row))
+
+    def _send_sweep_events(self, floors: dict[int, int], reading: Reading) -> None:
+        """A sweep's own events (written under its row lock, so in id order) after each client's cursor."""
+        for clients in self.tenants.values():
+            for client in clients:
+                if client.sweep_id not in floors or client.sweep_cursor < floors[client.sweep_id]:
+                    continue  # joined during the read: the next poll starts from its cursor
+                for event in reading.sweep_events:
+                    if event.sweep_id == client.sweep_id and event.id > client.sweep_cursor:
+                        client.queue.put_nowait(sweep_message(event))
+                        client.sweep_cursor = event.id

@@ -71,6 +71,12 @@ def job_messages(job, events, points, after: int, up_to: int) -> list[StreamMess
     return sorted(messages, key=lambda message: message.seq)
 
 
+def sweep_message(event) -> StreamMessage:
+    """One of a sweep's own events (GET /sweeps/{id}/stream)."""
+    return StreamMessage(None, "sweep", {"id": event.id, "sweep_id": event.sweep_id, "type": event.type,
+                                         "message": event.message, "data": event.data, "at": event.created_at.isoformat()})
+
+
 def list_message(job) -> StreamMessage:
     """A change in a tenant's job list (GET /jobs/stream)."""
     return StreamMessage(None, STATUS, {"id": job.id, "name": job.name, "status": job.status, "error": job.error})

@@ -1,7 +1,6 @@
 """Checkpoint rows: one per saved `checkpoint-<step>` folder; rotated-out folders stay listed as
 deleted, never as usable."""
 
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
@@ -10,6 +9,7 @@ from sqlalchemy.orm import Session
 from db.events import add_event
 from db.models import Checkpoint, utcnow
 from db.upsert import upsert
+from traindock.storage import get_store
 
 
 def record_checkpoint(
@@ -25,13 +25,16 @@ def record_checkpoint(
               data={"step": step, "path": path, "metrics": metrics})
 
 
-def mark_deleted_except(session: Session, job_id: int, existing_steps: set[int]) -> list[int]:
-    """Mark every usable checkpoint whose folder is gone as deleted; returns those steps."""
+def mark_deleted_except(
+    session: Session, job_id: int, existing_steps: set[int], among: set[int] | None = None
+) -> list[int]:
+    """Mark every usable checkpoint whose folder is gone as deleted; returns those steps. `among`:
+    only these steps are looked at (those a worker that keeps no others on disk has seen)."""
     gone = [
         step for step in session.scalars(
             select(Checkpoint.step).where(Checkpoint.job_id == job_id, Checkpoint.deleted.is_(False))
         )
-        if step not in existing_steps
+        if step not in existing_steps and (among is None or step in among)
     ]
     if gone:
         session.execute(
@@ -39,6 +42,13 @@ def mark_deleted_except(session: Session, job_id: int, existing_steps: set[int])
             .values(deleted=True)
         )
     return gone
+
+
+def mark_deleted_after(session: Session, job_id: int, step: int) -> None:
+    """A resume from `step` replaces the later timeline: its checkpoints, wherever they are kept
+    (a worker's disk or the object store), are no longer usable."""
+    session.execute(update(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.step > step)
+                    .values(deleted=True))
 
 
 def mark_best(session: Session, job_id: int, step: int | None) -> None:
@@ -55,12 +65,12 @@ def list_checkpoints(session: Session, job_id: int) -> list[Checkpoint]:
 
 def usable_checkpoint(session: Session, job_id: int, step: int | None = None) -> Checkpoint | None:
     """The checkpoint at `step` (default: the latest) that is not deleted and whose folder is
-    still complete on disk."""
+    still complete in the store."""
     query = select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.deleted.is_(False))
     if step is not None:
         query = query.where(Checkpoint.step == step)
     for checkpoint in session.scalars(query.order_by(Checkpoint.step.desc())):
-        if (Path(checkpoint.path) / "trainer_state.json").is_file():
+        if get_store().exists(f"{checkpoint.path}/trainer_state.json"):  # uploaded last: the folder is whole
             return checkpoint
     return None
 

@@ -23,17 +23,20 @@ from db.runs import count_runs, latest_run
 from db.status import FINISHED_JOB_STATES, JobStatus, RunStatus
 from jobspec import JobSpec
 
-Q, R, CING, PING, P, I, S, F, C = (
+Q, R, CING, PING, P, I, S, F, C, ESING, ES = (
     JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELLING, JobStatus.PAUSING, JobStatus.PAUSED,
     JobStatus.INTERRUPTED, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED,
+    JobStatus.EARLY_STOPPING, JobStatus.EARLY_STOPPED,
 )
 # from -> the states it may change to. None is a job being created.
 TRANSITIONS: dict[JobStatus | None, frozenset[JobStatus]] = {
     None: frozenset({Q}),
     Q: frozenset({R, C, P}),         # claimed; cancelled or paused before it started
-    R: frozenset({CING, PING, S, F, I}),
+    R: frozenset({CING, PING, ESING, S, F, I}),
     CING: frozenset({C, S, F}),      # stopped (or lost) -> cancelled; finished before the stop took effect
     PING: frozenset({P, CING, S, F}),
+    ESING: frozenset({ES, CING, S, F}),  # a sweep's early stop (ASHA), like a cancel
+    ES: frozenset(),                 # a trial's result: never resumed
     P: frozenset({Q, C}),            # resumed; cancelled while paused
     I: frozenset({Q, F}),            # restarted automatically; out of restarts (never rests here)
     S: frozenset({Q}),               # resumed with an extension
@@ -48,6 +51,7 @@ JOB_STATUS_AFTER_RUN: dict[RunStatus, JobStatus] = {
     RunStatus.CANCELLED: C,
     RunStatus.PAUSED: P,
     RunStatus.INTERRUPTED: I,
+    RunStatus.EARLY_STOPPED: ES,
 }
 
 
@@ -141,7 +145,7 @@ def request_cancel(session: Session, job_id: int) -> Job:
         revoke_after_commit(session, run.id)
     elif job.status == P:
         change_status(session, job, C, "cancelled while paused", run=run)
-    elif job.status in (R, PING):
+    elif job.status in (R, PING, ESING):
         change_status(session, job, CING, "cancel requested: the training process will checkpoint and stop", run=run)
     else:
         raise TransitionRefused(f"job {job.id} is {job.status}; only queued, running or paused jobs can be cancelled")
@@ -163,6 +167,17 @@ def request_pause(session: Session, job_id: int) -> Job:
         change_status(session, job, PING, "pause requested: the training process will checkpoint and stop", run=run)
     else:
         raise TransitionRefused(f"job {job.id} is {job.status}; only queued or running jobs can be paused")
+    return job
+
+
+def request_early_stop(session: Session, job_id: int, message: str, data: dict[str, Any]) -> Job | None:
+    """A sweep's early-stopping rule stops a running trial: early_stopping (the training process
+    checkpoints and stops, as for a cancel), then early_stopped. None (nothing written) when the
+    trial is no longer running: it finished or was stopped first."""
+    job = lock_job(session, job_id)
+    if job.status != R:
+        return None
+    change_status(session, job, ESING, message, run=latest_run(session, job.id), data=data)
     return job
 
 
@@ -188,9 +203,9 @@ def finish_stopped(
     session: Session, run_id: int, *, exit_code: int | None, checkpoint_step: int | None, killed: bool
 ) -> Run | None:
     """The training process stopped as asked (or was killed after the grace period): the job ends
-    cancelled or paused, whichever was asked last."""
+    cancelled, paused or early stopped, whichever was asked last."""
     job = lock_job(session, session.get(Run, run_id).job_id)
-    outcome = RunStatus.PAUSED if job.status == PING else RunStatus.CANCELLED
+    outcome = {PING: RunStatus.PAUSED, ESING: RunStatus.EARLY_STOPPED}.get(job.status, RunStatus.CANCELLED)
     if killed:
         message = (f"{outcome}: the training process did not stop within the grace period and was killed; "
                    "no final checkpoint was written")
@@ -215,8 +230,8 @@ def interrupt_and_restart(
     if run.status != RunStatus.RUNNING or (heartbeat_before is not None and run.heartbeat_at >= heartbeat_before):
         return None
     _end_run(run, RunStatus.INTERRUPTED, exit_code=exit_code, error=error)
-    if job.status in (CING, PING):
-        to = C if job.status == CING else P
+    if job.status in (CING, PING, ESING):
+        to = {CING: C, PING: P, ESING: ES}[job.status]
         change_status(session, job, to, f"{to}: attempt {run.attempt} was lost before it could checkpoint; "
                       "no final checkpoint was written", run=run, data={"error": error})
         return run

@@ -108,10 +108,44 @@ class Job(TimestampMixin, Base):
     # What an OpenAI-compatible request asked for beyond the spec: its model name, suffix,
     # metadata and hyperparameters as given ("auto" included). None for native jobs.
     openai: Mapped[dict[str, Any] | None]
+    # A trial of a sweep (db/sweep_control.py): the sweep and the trial's number in it. A plain
+    # number, like a delivery's job (alembic 0010 says why).
+    sweep_id: Mapped[int | None] = mapped_column(IdType, index=True)
+    sweep_trial: Mapped[int | None]
 
     runs: Mapped[list["Run"]] = relationship(
         back_populates="job", order_by="Run.attempt", lazy="selectin"
     )
+
+
+class Sweep(TimestampMixin, Base):
+    """A hyperparameter search: its trials are jobs (Job.sweep_id). `request` is the validated
+    request (jobspec/sweep.py); its status changes only through db/sweeps.py, each with an event."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    method: Mapped[str] = mapped_column(String(16))
+    request: Mapped[dict[str, Any]]
+    queue: Mapped[str] = mapped_column(String(64))
+    error: Mapped[dict[str, Any] | None]
+    finished_at: Mapped[datetime | None]
+
+
+class SweepEvent(Base):
+    """One thing that happened to a sweep: its state changes, trials started, rung decisions."""
+
+    __tablename__ = "sweep_events"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Run(TimestampMixin, Base):

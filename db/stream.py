@@ -6,7 +6,7 @@ from sqlalchemy import Row, and_, or_, select
 from sqlalchemy.orm import Session
 
 from db.events import METRICS_LOGGED
-from db.models import Event, Job, MetricPoint
+from db.models import Event, Job, MetricPoint, SweepEvent
 
 
 def heads(session: Session, job_ids: list[int]) -> list[Row]:
@@ -32,7 +32,7 @@ def written_between(
     return within(Event, Event.type != METRICS_LOGGED), within(MetricPoint)
 
 
-LIST_COLUMNS = (Job.id, Job.tenant_id, Job.name, Job.status, Job.error)
+LIST_COLUMNS = (Job.id, Job.tenant_id, Job.name, Job.status, Job.error, Job.sweep_id)
 
 
 def list_rows(session: Session, tenant_ids: list[int]) -> list[Row]:
@@ -44,3 +44,10 @@ def list_rows_changed_since(session: Session, tenant_ids: list[int], since: date
     return list(session.execute(
         select(*LIST_COLUMNS).where(Job.tenant_id.in_(tenant_ids), Job.updated_at >= since).order_by(Job.id)
     ))
+
+
+def sweep_events_after(session: Session, cursors: dict[int, int]) -> list[SweepEvent]:
+    """Each sweep's events after its cursor: {sweep_id: last event id seen}."""
+    return list(session.scalars(select(SweepEvent).where(or_(*(
+        and_(SweepEvent.sweep_id == sweep_id, SweepEvent.id > after) for sweep_id, after in cursors.items()
+    ))).order_by(SweepEvent.id)))

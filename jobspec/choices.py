@@ -23,3 +23,10 @@ REPORT_INTEGRATIONS = (
     "azure_ml", "comet_ml", "mlflow", "neptune", "tensorboard", "trackio", "wandb", "codecarbon",
     "clearml", "dagshub", "flyte", "dvclive", "swanlab", "kubeflow",
 )
+
+# TRL 1.x DPOConfig.loss_type values that compare a chosen with a rejected answer ('sft' alone is
+# supervised training, not a preference loss); tests/worker/test_preference.py checks them against TRL.
+DPO_LOSS_TYPES = (
+    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+    "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm",
+)

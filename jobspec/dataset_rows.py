@@ -3,14 +3,18 @@ of messages. Shared by the API (checks every row at upload) and the worker (read
 
 from typing import Any, Literal
 
-DatasetFormat = Literal["alpaca", "chat", "sharegpt", "text"]
-FORMATS: tuple[str, ...] = ("alpaca", "chat", "sharegpt", "text")
+DatasetFormat = Literal["alpaca", "chat", "sharegpt", "text", "preference", "openai_dpo"]
+# Preference pairs, for preference training (JobSpec.objective dpo or orpo): TRL's standard rows
+# (prompt, chosen, rejected; texts or messages) and OpenAI's DPO rows (input.messages,
+# preferred_output, non_preferred_output).
+PREFERENCE_FORMATS: tuple[str, ...] = ("preference", "openai_dpo")
+SFT_FORMATS: tuple[str, ...] = ("alpaca", "chat", "sharegpt", "text")
+FORMATS: tuple[str, ...] = (*SFT_FORMATS, *PREFERENCE_FORMATS)
 CHAT_ROLES = ("system", "user", "assistant", "tool")
 # ShareGPT speakers -> chat roles (the spellings of FastChat, LLaMA-Factory and axolotl).
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "model": "assistant", "function_call": "assistant", "tool": "tool", "observation": "tool",
                   "function_response": "tool"}
-PREFERENCE_KEYS = ({"prompt", "chosen", "rejected"}, {"preferred_output", "non_preferred_output"})
 
 
 class RowError(ValueError):
@@ -89,9 +93,12 @@ def row_format(row: Any) -> DatasetFormat:
     """The format of one parsed JSON row, or RowError with the reason."""
     if not isinstance(row, dict):
         raise RowError("each row must be a JSON object")
-    if any(keys <= row.keys() for keys in PREFERENCE_KEYS):
-        raise RowError("this is a preference row (prompt, chosen, rejected), for preference training such as "
-                       "DPO, which traindock does not support yet; upload chat, ShareGPT, alpaca or text rows")
+    if "preferred_output" in row or "non_preferred_output" in row:
+        _check_openai_dpo(row)
+        return "openai_dpo"
+    if "chosen" in row or "rejected" in row:
+        _check_preference(row)
+        return "preference"
     if "messages" in row:
         _check_chat(row["messages"])
         return "chat"
@@ -109,5 +116,59 @@ def row_format(row: Any) -> DatasetFormat:
         return "text"
     raise RowError(
         "expected an alpaca row (instruction, input, output), a chat row (messages with role and "
-        "content), a ShareGPT row (conversations with from and value) or a text row (text)"
+        "content), a ShareGPT row (conversations with from and value), a text row (text), or a preference "
+        "row (prompt, chosen, rejected; or OpenAI's input, preferred_output, non_preferred_output)"
     )
+
+
+def _check_prompt_messages(where: str, messages: Any) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise RowError(f"'{where}' must be a non-empty list of messages")
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in CHAT_ROLES:
+            raise RowError(f"{where}[{index}].role must be one of {', '.join(CHAT_ROLES)}")
+        if not isinstance(message.get("content"), str):
+            raise RowError(f"{where}[{index}].content must be a string")
+    if not any(message["role"] == "user" for message in messages):
+        raise RowError(f"'{where}' needs at least one user message")
+
+
+def _check_answer(where: str, answer: Any) -> None:
+    """One assistant answer, as a list with one assistant message."""
+    if (not isinstance(answer, list) or len(answer) != 1 or not isinstance(answer[0], dict)
+            or answer[0].get("role") != "assistant"):
+        raise RowError(f"'{where}' must be a list of one assistant message, "
+                       '[{"role": "assistant", "content": "..."}]')
+    if not isinstance(answer[0].get("content"), str) or not answer[0]["content"].strip():
+        raise RowError(f"{where}[0].content must be a non-empty string")
+
+
+def _check_preference(row: dict[str, Any]) -> None:
+    """TRL's standard preference row with an explicit prompt: all texts, or all messages."""
+    for key in ("prompt", "chosen", "rejected"):
+        if key not in row:
+            raise RowError(f"a preference row needs 'prompt', 'chosen' and 'rejected': '{key}' is missing")
+    if isinstance(row["prompt"], str):
+        for key in ("prompt", "chosen", "rejected"):
+            _require_string(row, key)
+        return
+    _check_prompt_messages("prompt", row["prompt"])
+    for key in ("chosen", "rejected"):
+        _check_answer(key, row[key])
+
+
+def _check_openai_dpo(row: dict[str, Any]) -> None:
+    """OpenAI's DPO fine-tuning row: input.messages, then one preferred and one non-preferred answer."""
+    source = row.get("input")
+    if not isinstance(source, dict):
+        raise RowError("'input' must be an object with 'messages'")
+    _check_prompt_messages("input.messages", source.get("messages"))
+    for key in ("preferred_output", "non_preferred_output"):
+        _check_answer(key, row.get(key))
+
+
+def preference_pair(row: dict[str, Any], fmt: str) -> tuple[str | list[dict], str | list[dict], str | list[dict]]:
+    """(prompt, chosen, rejected) of a preference or openai_dpo row: texts, or message lists."""
+    if fmt == "openai_dpo":
+        return row["input"]["messages"], row["preferred_output"], row["non_preferred_output"]
+    return row["prompt"], row["chosen"], row["rejected"]

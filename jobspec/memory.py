@@ -9,7 +9,10 @@ and peft keeps the adapters in fp32; every trainable parameter has an fp32 gradi
 the decoder layers' linear weights in 4-bit NF4 (half a byte each, plus their double-quantized
 block constants) and, after peft's prepare_model_for_kbit_training, everything else in fp32. Activations
 are a rough upper bound (every micro-batch cutoff_len long, sdpa/flash attention, so no
-sequence-squared term), with the fp32 logits of the loss, which dominate for large vocabularies."""
+sequence-squared term), with the fp32 logits of the loss, which dominate for large vocabularies.
+Preference training (objective dpo or orpo) runs each pair's chosen and rejected answers in one
+batch (twice the sequences); DPO with full fine-tuning keeps a frozen copy of the weights as its
+reference model (LoRA disables the adapter instead, and reference 'precomputed' keeps none)."""
 
 import math
 
@@ -109,7 +112,8 @@ def qlora_weight_bytes(config: dict, base: int) -> int:
 
 def activation_bytes(config: dict, spec: JobSpec) -> int:
     t = spec.training
-    tokens = t.per_device_train_batch_size * spec.data.cutoff_len
+    pairs = 2 if spec.objective != "sft" else 1  # a preference batch holds chosen and rejected sequences
+    tokens = pairs * t.per_device_train_batch_size * spec.data.cutoff_len
     element = 2 if (t.bf16 or t.fp16) else FP32
     hidden, layers = config["hidden_size"], config["num_hidden_layers"]
     shapes = _linear_shapes(config)
@@ -150,6 +154,8 @@ def memory_estimate(config: dict, spec: JobSpec, gpu: tuple[float, str] | None =
         "optimizer_state": math.ceil(trainable * state / shards),
         "activations": activation_bytes(config, spec),
     }
+    if reference_copy(spec):
+        parts["reference_model"] = math.ceil(base * weight_bytes_per_parameter(config, spec) / shards)
     parts["total"] = sum(parts.values())
     estimate = {
         "parameters": {"total": base + adapters, "trainable": trainable},
@@ -161,6 +167,9 @@ def memory_estimate(config: dict, spec: JobSpec, gpu: tuple[float, str] | None =
             "excludes the CUDA context and allocator overhead (about 0.5-1 GiB)",
         ],
     }
+    if "reference_model" in parts:
+        estimate["notes"].append("dpo with full fine-tuning: a frozen copy of the weights is the reference model "
+                                 "(preference.reference 'precomputed' avoids it)")
     if spec.method == "qlora":
         estimate["notes"].append("qlora: 4-bit NF4 linear weights (about 0.52 byte each with their constants); "
                                  "embeddings, output layer and norms in fp32 (peft upcasts them)")
@@ -174,6 +183,11 @@ def memory_estimate(config: dict, spec: JobSpec, gpu: tuple[float, str] | None =
     if hint is not None and parts["total"] > hint * 1e9:
         estimate["suggestion"] = _suggestion(spec, parts, hint, what)
     return estimate
+
+
+def reference_copy(spec: JobSpec) -> bool:
+    """DPO on a full fine-tune keeps a second, frozen model for the reference log-probs."""
+    return spec.objective == "dpo" and spec.method == "full" and spec.preference.reference == "model"
 
 
 def _suggestion(spec: JobSpec, parts: dict, hint: float, what: str) -> str:

@@ -11,11 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, fi
 from pydantic_core import PydanticCustomError
 
 from jobspec.aliases import RENAMED, validate_with_aliases
-from jobspec.choices import LR_SCHEDULERS, OPTIMIZERS
+from jobspec.choices import DPO_LOSS_TYPES, LR_SCHEDULERS, OPTIMIZERS
 
 Strategy = Literal["no", "steps", "epoch"]
 LrScheduler = Literal[LR_SCHEDULERS]  # type: ignore[valid-type]
 Optimizer = Literal[OPTIMIZERS]  # type: ignore[valid-type]
+DpoLossType = Literal[DPO_LOSS_TYPES]  # type: ignore[valid-type]
 
 # Largest id the database holds (BIGINT) and largest step (INTEGER): a bigger number would overflow
 # the server's query instead of naming nothing.
@@ -40,8 +41,10 @@ class SpecModel(BaseModel):
 
 
 class DataSpec(SpecModel):
-    format: Literal["auto", "alpaca", "chat", "sharegpt", "text"] = Field(
-        "auto", description="Row format of the dataset; 'auto' uses the format detected at upload."
+    format: Literal["auto", "alpaca", "chat", "sharegpt", "text", "preference", "openai_dpo"] = Field(
+        "auto", description="Row format of the dataset; 'auto' uses the format detected at upload. 'preference' "
+        "(prompt, chosen, rejected) and 'openai_dpo' (input, preferred_output, non_preferred_output) are for "
+        "objective 'dpo' or 'orpo'."
     )
     cutoff_len: int = Field(
         512, ge=8, le=131072,
@@ -168,6 +171,30 @@ class TrainingSpec(SpecModel):
         return validate_with_aliases(cls.__name__, data, handler)
 
 
+class PreferenceSpec(SpecModel):
+    """Preference training (objective 'dpo' or 'orpo') through TRL's DPOTrainer and ORPOTrainer."""
+
+    beta: float = Field(
+        0.1, gt=0, le=100,
+        description="DPO: how far the model may move from the reference (higher stays closer); ORPO: the "
+        "weight of the odds-ratio term.",
+    )
+    loss_type: DpoLossType = Field("sigmoid", description="DPO loss (TRL's loss_type): sigmoid is the DPO paper's, "
+                                   "ipo, hinge, robust and others are variants. Objective 'dpo' only.")
+    max_prompt_length: int | None = Field(
+        None, ge=1, le=131072,
+        description="Keep only the last N tokens of each prompt (the answers keep theirs, up to "
+        "data.cutoff_len in all); default the whole prompt.",
+    )
+    reference: Literal["model", "precomputed"] = Field(
+        "model",
+        description="DPO's reference model: 'model' computes its log-probs at every step (LoRA: the base "
+        "with the adapter disabled, or the starting adapter with init_from_job_id; full fine-tuning: a frozen "
+        "copy of the weights); 'precomputed' computes them once before training (no copy in memory). "
+        "ORPO needs no reference.",
+    )
+
+
 class ResumeFrom(SpecModel):
     job_id: int = Field(ge=1, le=MAX_ID, description="Earlier job whose checkpoint starts this one.")
     step: int | None = Field(None, ge=1, le=MAX_STEP, description="Checkpoint step; default the latest usable one.")
@@ -269,6 +296,11 @@ class JobSpec(SpecModel):
         "lora", description="LoRA adapters, QLoRA (LoRA adapters on a 4-bit NF4 base; needs a CUDA GPU with "
         "bitsandbytes, and bf16 or fp16 as compute precision) or full fine-tuning.")
     lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA settings (methods 'lora' and 'qlora').")
+    objective: Literal["sft", "dpo", "orpo"] = Field(
+        "sft", description="What the job learns: 'sft' (supervised fine-tuning on answers), 'dpo' or 'orpo' "
+        "(preference training on chosen and rejected answers; needs a preference dataset).")
+    preference: PreferenceSpec = Field(
+        default_factory=PreferenceSpec, description="Preference training settings (objective 'dpo' or 'orpo').")
     training: TrainingSpec = Field(default_factory=TrainingSpec, description="Trainer hyperparameters.")
     output_dir: str | None = Field(
         None, min_length=1, max_length=200,

@@ -9,7 +9,7 @@ optimizer) are the worker's to report.
 import difflib
 
 from jobspec.choices import REPORT_INTEGRATIONS
-from jobspec.model import GENERATION_METRICS, JobSpec, TrainingSpec
+from jobspec.model import GENERATION_METRICS, JobSpec, PreferenceSpec, TrainingSpec
 
 # Need lr_scheduler_kwargs, which the spec does not expose (transformers' get_scheduler raises).
 SCHEDULERS_NEEDING_KWARGS = {
@@ -20,6 +20,9 @@ SCHEDULERS_NEEDING_KWARGS = {
 POLYNOMIAL_LR_END = 1e-7  # get_polynomial_decay_schedule_with_warmup's lr_end; lr must be above it
 # What Trainer.evaluate returns without a compute_metrics function (besides the epoch).
 EVALUATION_METRICS = ("loss", "runtime", "samples_per_second", "steps_per_second")
+# What TRL's DPOTrainer and ORPOTrainer add to an evaluation (as eval_<name>).
+PREFERENCE_METRICS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
+                      "logps/rejected")
 # Step metrics TrainingArguments receives; above 1 they must be whole numbers.
 STEP_FIELDS = ("logging_steps", "eval_steps", "save_steps")
 
@@ -204,7 +207,7 @@ def _best_metric_problems(spec: JobSpec) -> list[dict]:
     listed in evaluation.generation_metrics (no other compute_metrics), so only those can pick the
     best checkpoint; any other name would fail with a KeyError at the first evaluation."""
     name = spec.training.metric_for_best_model
-    listed = spec.evaluation.generation_metrics
+    listed = [*spec.evaluation.generation_metrics, *(PREFERENCE_METRICS if spec.objective != "sft" else ())]
     if name is None or name.removeprefix("eval_") in (*EVALUATION_METRICS, *listed):
         return []
     if name.removeprefix("eval_") in GENERATION_METRICS:
@@ -314,7 +317,42 @@ def spec_problems(spec: JobSpec) -> list[dict]:
         *_generation_problems(spec),
         *_report_to_problems(t),
         *_strategy_problems(spec),
+        *_preference_problems(spec),
     ]
+
+
+def _preference_problems(spec: JobSpec) -> list[dict]:
+    """What TRL's preference trainers (1.x) cannot do, and preference settings without preference training."""
+    objective, preference = spec.objective, spec.preference
+    if objective == "sft":
+        if preference != PreferenceSpec():
+            return [_problem(("preference",), "preference settings apply to objective 'dpo' or 'orpo', and this "
+                             "job's objective is 'sft': set objective, or leave preference out",
+                             "preference_without_objective")]
+        return []
+    problems = []
+    refused = {
+        ("data", "packing"): (spec.data.packing, "packing puts several examples in one sequence, but a preference "
+                              "pair is one prompt with two answers, which TRL's preference trainers batch "
+                              "themselves; set data.packing to false"),
+        ("data", "group_by_length"): (spec.data.group_by_length, "group_by_length batches examples by their length, "
+                                      "which preference pairs (two answers each) do not have; set "
+                                      "data.group_by_length to false"),
+        ("evaluation",): (spec.evaluation.enabled, "sample generations and generation metrics are built from "
+                          "supervised rows and references, which preference rows do not have; leave the "
+                          "evaluation section out"),
+    }
+    for loc, (on, why) in refused.items():
+        if on:
+            problems.append(_problem(loc, f"objective '{objective}': {why}", "not_with_preference_training"))
+    if objective == "orpo":
+        defaults = PreferenceSpec()
+        for name in ("loss_type", "reference", "max_prompt_length"):
+            if getattr(preference, name) != getattr(defaults, name):
+                problems.append(_problem(("preference", name), f"preference.{name} is DPO's (ORPO has no reference "
+                                         "model, one loss, and TRL's own prompt handling): leave it out, or use "
+                                         "objective 'dpo'", "dpo_only"))
+    return problems
 
 
 def _strategy_problems(spec: JobSpec) -> list[dict]:

@@ -86,7 +86,7 @@ def truncate_postgres(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as connection:
         connection.execute(text(
-            "TRUNCATE samples, webhook_deliveries, webhook_endpoints, metric_blocks, metric_points, checkpoints, "
+            "TRUNCATE sweep_events, sweeps, samples, webhook_deliveries, webhook_endpoints, metric_blocks, metric_points, checkpoints, "
             "events, runs, jobs, datasets, api_keys, tenants, workers "
             "RESTART IDENTITY CASCADE"
         ))

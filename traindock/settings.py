@@ -123,6 +123,20 @@ class Settings(BaseSettings):
         "an inference server listens on an address others can reach)."
     )
 
+    storage_url: str | None = Field(
+        None, pattern=r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$", description="Where datasets, "
+        "checkpoints, final models and logs are kept: unset for the data folder (one machine, or a shared disk), or "
+        "`s3://bucket/prefix` for an S3-compatible store reached with the standard AWS_* variables "
+        "(AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION)."
+    )
+    storage_retry_s: float = Field(
+        300.0, gt=0, description="How long a transfer to or from the store is retried (with backoff) while the "
+        "store is unreachable; a checkpoint not uploaded by then fails the attempt (storage_unavailable)."
+    )
+    storage_log_interval_s: float = Field(
+        10.0, gt=0, description="How often a running attempt's log is uploaded to the store (S3 only)."
+    )
+
     webhook_allow_private_urls: bool = Field(
         False, description="Let webhook endpoints use http:// and loopback, private or link-local addresses "
         "(local testing only: a tenant could otherwise reach the service's own network)."

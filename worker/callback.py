@@ -27,6 +27,7 @@ import torch.distributed as dist
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from traindock.paths import checkpoint_dir, checkpoint_step, checkpoint_steps_on_disk
+from worker.checkpoint_upload import CheckpointUploads
 from worker.errors import DiskFull, TrainingStopped
 from worker.holds import hold
 from worker.reporting import MetricPoints, ReportDeferred, Reporter
@@ -86,6 +87,10 @@ class ReportingCallback(TrainerCallback):
         self.train_began: float | None = None  # monotonic, for the start-up split (worker/startup.py)
         self.agreed_stop = False  # several ranks: the stop all of them act on, agreed at a step's end
         self.world_tokens: tuple[int, int] | None = None  # several ranks: (real, processed) of all of them
+        self.uploads = CheckpointUploads()
+        # Steps this attempt has seen on its disk: with an object store, only their rotation is its
+        # to record (the others are in the store, from earlier attempts on other machines).
+        self.seen_on_disk: set[int] = set()
 
     # ---- Trainer events -------------------------------------------------------------------
 
@@ -113,6 +118,7 @@ class ReportingCallback(TrainerCallback):
         if not state.is_world_process_zero:
             return
         if control.should_save:
+            self.uploads.wait()  # the Trainer's rotation must not delete a folder still being uploaded
             refuse_save_that_cannot_fit(Path(args.output_dir), state.global_step)
         now = time.monotonic()
         if self.first_step is None:
@@ -142,6 +148,14 @@ class ReportingCallback(TrainerCallback):
         epoch, values = self.pending.get(state.global_step, (None, {}))
         values.update(numeric_values(logs))
         self.pending[state.global_step] = (state.epoch if state.epoch is not None else epoch, values)
+        if self.reporter.at_rung(state.global_step, values):
+            # A sweep's rung (ASHA): decided on this step's metric before the next step, and a
+            # stopped trial takes the stop path of a cancel.
+            self.write(state)
+            if self.reporter.stopped_at_rung():
+                self.stop.set()
+                if not distributed():
+                    self._stop_after_save(control)
 
     def on_evaluate(self, args, state, control, **kwargs):
         if self.stop_agreed():
@@ -155,15 +169,19 @@ class ReportingCallback(TrainerCallback):
             self.phase, self.phase_progress, self.phase_started_at = "training", None, utc_now_iso()
             self.record_save(args, state)
         if self.stop_agreed():
+            if state.is_world_process_zero:
+                self.uploads.wait()  # the checkpoint a resume continues from is recorded before the exit
             raise TrainingStopped(f"stopped on request at step {state.global_step}")
 
     def on_train_end(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
-        self.reporter.training_ended(
+        self.uploads.wait()
+        gone = self.reporter.training_ended(
             self.take_points(), self.progress(state, final=True),
-            best_step=checkpoint_step(state.best_model_checkpoint), steps_on_disk=checkpoint_steps_on_disk(args.output_dir),
+            best_step=checkpoint_step(state.best_model_checkpoint), **self.steps_kept(args),
         )
+        self.uploads.forget([checkpoint_dir(Path(args.output_dir), step) for step in gone])
         self.last_write = time.monotonic()
 
     # ---- Several ranks --------------------------------------------------------------------
@@ -227,15 +245,35 @@ class ReportingCallback(TrainerCallback):
             later_epoch, later_values = self.pending.get(step, (None, {}))
             self.pending[step] = (later_epoch if later_epoch is not None else epoch, {**values, **later_values})
 
+    def steps_kept(self, args: TrainingArguments) -> dict:
+        """What rotation kept. Under save_total_limit the Trainer keeps the newest on this disk,
+        which are the job's newest wherever earlier attempts ran; without it, it deletes nothing,
+        and checkpoints an earlier attempt left in the store (not on this disk) stay."""
+        on_disk = checkpoint_steps_on_disk(args.output_dir)
+        self.seen_on_disk |= on_disk | self.saved_steps
+        among = self.seen_on_disk if self.uploads.in_background and not args.save_total_limit else None
+        return {"steps_on_disk": on_disk, "among": among}
+
     def record_save(self, args: TrainingArguments, state: TrainerState) -> None:
         """At on_save the folder is complete, best_model_checkpoint is updated and rotation has
-        already deleted older folders."""
-        self.reporter.checkpoint(
-            self.take_points(), self.progress(state), step=state.global_step,
-            path=checkpoint_dir(Path(args.output_dir), state.global_step),
-            best_step=checkpoint_step(state.best_model_checkpoint), steps_on_disk=checkpoint_steps_on_disk(args.output_dir),
-        )
-        self.saved_steps.add(state.global_step)
+        already deleted older folders. With an object store, the checkpoint is recorded once
+        uploaded (worker/checkpoint_upload.py); the points and progress go now."""
+        step, output_dir = state.global_step, Path(args.output_dir)
+        best_step, kept = checkpoint_step(state.best_model_checkpoint), self.steps_kept(args)
+        self.seen_on_disk.add(step)
+        points, progress = [], None
+        if self.uploads.in_background:
+            self.write(state)
+        else:
+            points, progress = self.take_points(), self.progress(state)
+
+        def record(location: str) -> None:
+            gone = self.reporter.checkpoint(points, progress, step=step, location=location, best_step=best_step, **kept)
+            self.uploads.forget([checkpoint_dir(output_dir, gone_step) for gone_step in gone])
+
+        hold(f"saving-{step}")  # tests: the folder of this step is written, its upload not begun
+        self.uploads.submit(checkpoint_dir(output_dir, step), record)
+        self.saved_steps.add(step)
         self.last_write = time.monotonic()
 
     def flush_quietly(self) -> None:

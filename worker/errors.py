@@ -69,6 +69,12 @@ class DiskFull(TrainingFailure):
     advice = DISK_FULL_ADVICE
 
 
+STORAGE_ADVICE = (
+    "the object store (TRAINDOCK_STORAGE_URL) did not answer for longer than TRAINDOCK_STORAGE_RETRY_S: check that "
+    "it is reachable from the worker, then resume the job: its earlier checkpoints are intact"
+)
+
+
 class TrainingStopped(Exception):
     """Raised once the checkpoint asked for by a stop request is recorded: the process then exits
     with EXIT_STOPPED without a final model."""
@@ -128,6 +134,9 @@ def classify(exc: BaseException) -> dict[str, Any]:
             "message": f"out of memory: {OUT_OF_MEMORY_ADVICE}. {_describe(exc)}",
             "advice": OUT_OF_MEMORY_ADVICE,
         }
+    if any(type(cause).__name__ in ("StorageUnavailable", "StorageRefused") for cause in _causes(exc)):
+        return {"code": "storage_unavailable", "message": f"the object store failed: {_describe(exc)}",
+                "advice": STORAGE_ADVICE}
     if is_disk_full(exc):
         return {"code": "disk_full", "message": f"the disk is full: {_describe(exc)}", "advice": DISK_FULL_ADVICE}
     return {"code": "training_error", "message": _describe(exc)}

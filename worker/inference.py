@@ -21,6 +21,7 @@ from transformers import AutoModelForCausalLM, StoppingCriteria, StoppingCriteri
 
 from traindock.paths import PathRefused, resolve_base_model
 from traindock.settings import Settings
+from traindock.storage import get_store
 from worker.model import load_tokenizer
 from jobspec.inference import InferenceTarget
 from worker.prompts import Prompt, prompt_ids
@@ -130,8 +131,12 @@ class Engine:
         return folder
 
     def _job_folder(self, relative: str) -> Path:
+        """From the store when this machine has not got it (another machine trained it)."""
         jobs = self.settings.jobs_dir.resolve()
         folder = (jobs / relative).resolve()
+        if not Path(relative).is_absolute() and folder.is_relative_to(jobs) and not folder.is_dir():
+            store = get_store()
+            store.fetch_dir(store.location_of(folder))
         if Path(relative).is_absolute() or not folder.is_relative_to(jobs) or not folder.is_dir():
             raise InferenceError(404, "the model's files are missing on this inference server", param="model",
                                  code="model_not_found")

@@ -89,6 +89,14 @@ def prepare_for_training(model: PreTrainedModel, spec: JobSpec, adapter: Path | 
     further) or as is (method full)."""
     if spec.method == "full":
         return model
+    model = prepare_base(model, spec)
+    if adapter is not None:
+        return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
+    return get_peft_model(model, lora_config(spec))
+
+
+def prepare_base(model: PreTrainedModel, spec: JobSpec) -> PreTrainedModel:
+    """A LoRA job's base before its adapters go on (QLoRA's and gradient checkpointing's needs)."""
     if spec.method == "qlora":
         # Freezes the base and upcasts its non-4-bit parameters (norms, embeddings, output layer) to
         # fp32 for stable training; gradient checkpointing only as the spec asks.
@@ -97,14 +105,15 @@ def prepare_for_training(model: PreTrainedModel, spec: JobSpec, adapter: Path | 
     if spec.training.gradient_checkpointing:
         # Checkpointed blocks of a frozen base would otherwise see inputs without grad.
         model.enable_input_require_grads()
-    if adapter is not None:
-        return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
+    return model
+
+
+def lora_config(spec: JobSpec) -> LoraConfig:
     lora = spec.lora
-    config = LoraConfig(
+    return LoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
         target_modules=lora.target_modules,
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config)

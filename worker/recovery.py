@@ -18,6 +18,7 @@ from db.lifecycle import interrupt_and_restart
 from db.outbox import resend_lost, send_unsent
 from db.retry import is_transient
 from db.runs import heartbeat_cutoff, stale_run_ids
+from db.sweep_control import advance_now, running_sweeps
 from traindock.dataset_files import sweep_dataset_files
 from traindock.settings import get_settings
 
@@ -42,6 +43,8 @@ def recover_lost_runs(judge_heartbeats: bool = True) -> None:
     except Exception:  # the broker is down: the next round looks again
         log.warning("could not look for lost broker messages", exc_info=True)
     sweep_dataset_files(settings)
+    for sweep_id in running_sweeps():
+        advance_now(sweep_id)  # what a lost trigger (a crash between commit and call) left undone
 
 
 def start_recovery_thread() -> threading.Thread:

@@ -8,6 +8,7 @@ raise ReportDeferred (the callback keeps the points and sends them with the next
 reports training cannot go on without (the assignment, a checkpoint, the end, the result) are
 retried with backoff for up to TRAINDOCK_DB_RETRY_S, then raise DatabaseUnavailable."""
 
+import sys
 from collections.abc import Callable
 
 from dataclasses import dataclass
@@ -15,7 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from db.checkpoints import mark_best, mark_deleted_except, record_checkpoint, usable_checkpoint
+from db.checkpoints import (
+    mark_best, mark_deleted_after, mark_deleted_except, record_checkpoint, usable_checkpoint,
+)
 from db.datasets import get_dataset
 from db.engine import session_scope
 from db.events import add_event
@@ -24,6 +27,7 @@ from db.metrics import delete_after, metrics_at_step, record_metric_points
 from db.retry import DatabaseUnavailable, is_transient, retrying
 from db.runs import get_run, set_run_error
 from db.samples import delete_samples_after, record_samples
+from db.sweeps import rung_plan
 from jobspec.model import JobSpec
 from traindock.paths import job_output_dir
 from traindock.settings import get_settings
@@ -51,12 +55,12 @@ class Assignment:
     job_id: int
     attempt: int
     spec: JobSpec
-    dataset_path: Path | None  # None: the dataset was deleted
+    dataset_location: str | None  # in the store (traindock/storage.py); None: the dataset was deleted
     dataset_sha256: str | None
     dataset_format: str | None
     output_dir: Path
     resume_step: int | None  # this job's checkpoint the attempt continues from
-    validation_path: Path | None = None  # the evaluation set's dataset (validation_dataset_id)
+    validation_location: str | None = None  # the evaluation set's dataset (validation_dataset_id)
     validation_format: str | None = None
     init_from: Path | None = None  # the final model of the earlier job this one starts from
 
@@ -80,12 +84,12 @@ def _load_assignment(run_id: int) -> Assignment:
             job_id=job.id,
             attempt=run.attempt,
             spec=spec,
-            dataset_path=Path(dataset.path) if dataset else None,
+            dataset_location=dataset.path if dataset else None,
             dataset_sha256=dataset.sha256 if dataset else None,
             dataset_format=dataset.format if dataset else None,
             output_dir=job_output_dir(get_settings().jobs_dir, job.tenant_id, spec.output_dir, job.id),
             resume_step=run.resume_step,
-            validation_path=Path(validation.path) if validation else None,
+            validation_location=validation.path if validation else None,
             validation_format=validation.format if validation else None,
             init_from=final_model_dir(earlier) if earlier else None,
         )
@@ -95,12 +99,12 @@ def final_model_dir(job) -> Path:
     return job_output_dir(get_settings().jobs_dir, job.tenant_id, job.spec.get("output_dir"), job.id) / "final"
 
 
-def usable_checkpoint_path(job_id: int, step: int | None) -> Path | None:
+def usable_checkpoint_location(job_id: int, step: int | None) -> str | None:
     """An earlier job's checkpoint that a new job starts from (`resume_from_checkpoint`)."""
-    def find() -> Path | None:
+    def find() -> str | None:
         with session_scope() as session:
             checkpoint = usable_checkpoint(session, job_id, step)
-            return Path(checkpoint.path) if checkpoint else None
+            return checkpoint.path if checkpoint else None
 
     return _reliably("finding the checkpoint to start from", find)
 
@@ -110,6 +114,32 @@ class Reporter:
         self.job_id = job_id
         self.run_id = run_id
         self.attempt = attempt
+        self.sweep: tuple[int | None, str | None, list[int]] | None = None  # db/sweeps.py rung_plan
+
+    def at_rung(self, step: int, logged: dict[str, float]) -> bool:
+        """Whether this job is a sweep's trial that just logged its metric at an ASHA rung step."""
+        if self.sweep is None:
+            try:
+                with session_scope() as session:
+                    self.sweep = rung_plan(session, self.job_id)
+            except Exception as exc:
+                if is_transient(exc):
+                    return False  # read again at the next log; a rung missed here the periodic check decides
+                raise
+        _sweep_id, metric, steps = self.sweep
+        return step in steps and metric in logged
+
+    def stopped_at_rung(self) -> bool:
+        """The sweep's controller decides the rung (the metric points are written): True when it
+        stopped this trial. If it cannot decide now, training goes on and the workers' periodic
+        check decides (the trial then stops a little later, on the same path)."""
+        from db.sweep_control import decide_at_rung  # Optuna: imported by sweeps' trials only
+
+        try:
+            return decide_at_rung(self.sweep[0], self.job_id)
+        except Exception as exc:
+            print(f"the sweep's rung decision was not made here: {exc!r}", file=sys.stderr)
+            return False
 
     def phase(self, name: str) -> None:
         """A phase before training (preparing_data, loading_model) begins: it goes into the
@@ -141,35 +171,40 @@ class Reporter:
         _reliably("recording metric points", write)
 
     def checkpoint(
-        self, points: MetricPoints, progress: dict[str, Any], *, step: int, path: Path,
-        best_step: int | None, steps_on_disk: set[int],
-    ) -> None:
-        """A complete checkpoint folder; rotation has already deleted older ones."""
-        _reliably("recording a checkpoint",
-                  lambda: self._checkpoint(points, progress, step, path, best_step, steps_on_disk))
+        self, points: MetricPoints, progress: dict[str, Any] | None, *, step: int, location: str,
+        best_step: int | None, steps_on_disk: set[int], among: set[int] | None = None,
+    ) -> list[int]:
+        """A complete checkpoint folder, in the store at `location`; rotation has already deleted
+        older ones (returned: the steps it deleted, see mark_deleted_except)."""
+        return _reliably("recording a checkpoint", lambda: self._checkpoint(
+            points, progress, step, location, best_step, steps_on_disk, among))
 
-    def _checkpoint(self, points, progress, step, path, best_step, steps_on_disk) -> None:
+    def _checkpoint(self, points, progress, step, location, best_step, steps_on_disk, among) -> list[int]:
         with session_scope() as session:
             record_metric_points(session, self.job_id, self.run_id, points)
-            record_checkpoint(session, self.job_id, self.run_id, step, str(path),
+            record_checkpoint(session, self.job_id, self.run_id, step, location,
                               metrics_at_step(session, self.job_id, step))
-            mark_deleted_except(session, self.job_id, steps_on_disk)
+            gone = mark_deleted_except(session, self.job_id, steps_on_disk, among)
             mark_best(session, self.job_id, best_step)
-            set_progress(session, self.job_id, progress)
+            if progress is not None:
+                set_progress(session, self.job_id, progress)
+            return gone
 
     def training_ended(
-        self, points: MetricPoints, progress: dict[str, Any], *, best_step: int | None, steps_on_disk: set[int]
-    ) -> None:
-        _reliably("recording the end of training",
-                  lambda: self._training_ended(points, progress, best_step, steps_on_disk))
+        self, points: MetricPoints, progress: dict[str, Any], *, best_step: int | None, steps_on_disk: set[int],
+        among: set[int] | None = None,
+    ) -> list[int]:
+        return _reliably("recording the end of training",
+                         lambda: self._training_ended(points, progress, best_step, steps_on_disk, among))
 
-    def _training_ended(self, points, progress, best_step, steps_on_disk) -> None:
+    def _training_ended(self, points, progress, best_step, steps_on_disk, among) -> list[int]:
         with session_scope() as session:
             record_metric_points(session, self.job_id, self.run_id, points)
             # The Trainer may delete checkpoints after the last save (save_total_limit 1).
-            mark_deleted_except(session, self.job_id, steps_on_disk)
+            gone = mark_deleted_except(session, self.job_id, steps_on_disk, among)
             mark_best(session, self.job_id, best_step)
             set_progress(session, self.job_id, progress)
+            return gone
 
     def timeline_replaced(self, resume_step: int, moved: list[int], folder: Path, steps_on_disk: set[int]) -> None:
         """Resuming from `resume_step`: the later metric points are forgotten, the later
@@ -180,6 +215,7 @@ class Reporter:
         with session_scope() as session:
             delete_after(session, self.job_id, resume_step)
             delete_samples_after(session, self.job_id, resume_step)
+            mark_deleted_after(session, self.job_id, resume_step)
             if moved:
                 mark_deleted_except(session, self.job_id, steps_on_disk)
                 add_event(session, self.job_id, "checkpoints.superseded",

@@ -27,13 +27,15 @@ from db.lifecycle import claim_run, finish_run, finish_stopped, interrupt_and_re
 from db.outbox import dispatch
 from db.retry import is_transient, retrying
 from db.runs import beat, get_run, set_pid
-from db.status import STOPPING_JOB_STATES, RunStatus
+from db.status import STOPPING_JOB_STATES, JobStatus, RunStatus
+from db.sweep_control import advance_sweep_of
 from traindock.lifetime import die_with_parent
 from traindock.paths import attempt_log_path
 from traindock.settings import get_settings
 from worker.drain import DRAINING, child_pids, drain_on_sigterm
 from worker import holds, warm
 from worker.errors import EXIT_DATABASE_UNAVAILABLE, EXIT_STOPPED
+from worker.log_upload import LogUploads
 from worker.placement import NotEnoughGpus, job_gpu_ids, worker_gpu_ids
 from worker.ranks import RanksEnded, ask_ranks_to_stop, how_ranks_ended, training_command
 
@@ -89,7 +91,8 @@ def supervise(run_id: int, worker_name: str) -> str:
 
     try:
         retrying(started, settings.db_retry_s, "recording the process")
-        watched = _watch(process, gpus, run_id, job_id, settings)
+        with LogUploads(log_path, settings.storage_log_interval_s):
+            watched = _watch(process, gpus, run_id, job_id, settings)
     except BaseException:
         # Never leave a training process without its supervisor (the recovery would start a
         # second one beside it).
@@ -100,6 +103,7 @@ def supervise(run_id: int, worker_name: str) -> str:
     ended = how_ranks_ended(code, gpus, log_path) if gpus > 1 else RanksEnded(code, log_path)
     outcome = retrying(lambda: _record_outcome(run_id, ended, watched), settings.db_retry_s,
                        "recording how the attempt ended")
+    advance_sweep_of(job_id)  # a sweep's trial ended: its next trial, or the sweep's end
     # Only now: importing beside a training job slowed its steps by a third on a 2-core machine.
     prepare_spare(settings)
     return outcome
@@ -298,7 +302,9 @@ def _record_outcome(run_id: int, ended: RanksEnded, watched: Watched) -> str:
             interrupt_and_restart(session, run_id, exit_code=code, error={
                 "code": "worker_shutdown", "message": "the worker shut down and the training process did not "
                 f"checkpoint within {get_settings().drain_timeout_s:g} s; it was killed"})
-        elif watched.killed_after_grace or (code == EXIT_STOPPED and watched.stop_requested):
+        elif watched.killed_after_grace or (code == EXIT_STOPPED and (
+                # A sweep's trial stops itself at a rung, maybe before this watch saw the request.
+                watched.stop_requested or run.job.status == JobStatus.EARLY_STOPPING)):
             checkpoint = None if watched.killed_after_grace else usable_checkpoint(session, run.job_id)
             finish_stopped(session, run_id, exit_code=code, killed=watched.killed_after_grace,
                            checkpoint_step=checkpoint.step if checkpoint else None)

@@ -16,10 +16,13 @@ class TokenCounts:
 
     def add(self, inputs: dict) -> None:
         real = inputs.pop(REAL_TOKENS, None)
+        # ORPO's batches hold the chosen and the rejected sequences apart; others one input_ids.
+        prefixes = [prefix for prefix in ("", "chosen_", "rejected_") if f"{prefix}input_ids" in inputs]
         if real is None:
-            real = inputs["attention_mask"].sum() if "attention_mask" in inputs else inputs["input_ids"].numel()
+            real = sum(inputs[f"{p}attention_mask"].sum() if f"{p}attention_mask" in inputs
+                       else inputs[f"{p}input_ids"].numel() for p in prefixes)
         self.real += int(real)
-        self.processed += inputs["input_ids"].numel()
+        self.processed += sum(inputs[f"{p}input_ids"].numel() for p in prefixes)
 
     @property
     def efficiency(self) -> float | None:

@@ -49,6 +49,7 @@ from jobspec.model import JobSpec
 from jobspec.training_args import training_arguments
 from traindock.paths import checkpoint_dir, checkpoint_steps_on_disk
 from traindock.settings import get_settings
+from traindock.storage import get_store
 from worker.callback import ReportingCallback, numeric_values
 from worker.data import PaddingCollator
 from worker.errors import (
@@ -56,11 +57,14 @@ from worker.errors import (
     TrainingFailure, TrainingStopped, classify, is_disk_full,
 )
 from worker.model import (
-    load_model, load_tokenizer, model_source, prepare_for_training, remote_code_allowed, require_qlora_support,
+    load_model, load_tokenizer, model_source, prepare_base, prepare_for_training, remote_code_allowed,
+    require_qlora_support,
 )
 from worker.packing import PackedCollator, keep_examples_apart
 from worker.memory_check import measured_against_estimate
-from worker.reporting import DatabaseUnavailable, Reporter, load_assignment, report_error, usable_checkpoint_path
+from worker.reporting import (
+    DatabaseUnavailable, Reporter, load_assignment, report_error, usable_checkpoint_location,
+)
 from worker.samples import SampleGenerator, evaluation_rows
 from worker.startup import StartupClock
 from worker.throughput import ThroughputTrainer
@@ -89,10 +93,13 @@ class RunContext:
 def load_context(run_id: int) -> RunContext:
     assignment = load_assignment(run_id)
     spec = assignment.spec
-    if assignment.dataset_path is None:
+    if assignment.dataset_location is None:
         raise BadDataset(f"dataset {spec.dataset_id} was deleted")
-    if spec.validation_dataset_id and assignment.validation_path is None:
+    if spec.validation_dataset_id and assignment.validation_location is None:
         raise BadDataset(f"validation dataset {spec.validation_dataset_id} was deleted")
+    store = get_store()
+    if assignment.init_from is not None:
+        store.fetch_dir(store.location_of(assignment.init_from))
     if assignment.init_from is not None and not assignment.init_from.is_dir():
         raise BadModel(f"job {spec.init_from_job_id}'s final model is gone, so this job cannot start from it")
     return RunContext(
@@ -100,30 +107,43 @@ def load_context(run_id: int) -> RunContext:
         job_id=assignment.job_id,
         attempt=assignment.attempt,
         spec=spec,
-        dataset_path=assignment.dataset_path,
+        dataset_path=local_dataset(assignment.dataset_location, assignment.dataset_sha256),
         dataset_sha256=assignment.dataset_sha256,
         dataset_format=assignment.dataset_format if spec.data.format == "auto" else spec.data.format,
         output_dir=assignment.output_dir,
         resume_step=assignment.resume_step,
         resume_from=checkpoint_to_resume(assignment.resume_step, spec, assignment.output_dir),
-        eval_source=(assignment.validation_path, assignment.validation_format) if assignment.validation_path else None,
+        eval_source=(store.fetch_file(assignment.validation_location), assignment.validation_format)
+        if assignment.validation_location else None,
         init_from=assignment.init_from,
     )
 
 
+def local_dataset(location: str, sha256: str) -> Path:
+    """The dataset's file on this machine: from the store into a cache named by its content, which
+    later jobs on the same dataset reuse (worker/token_cache.py checks the content)."""
+    store = get_store()
+    return store.fetch_file(location, store.root / "cache" / "datasets" / f"{sha256}.jsonl", reuse=True)
+
+
 def checkpoint_to_resume(resume_step: int | None, spec: JobSpec, output_dir: Path) -> Path | None:
     """This job's checkpoint the attempt resumes (set on the run), else the earlier job's
-    checkpoint the spec starts from, else None."""
+    checkpoint the spec starts from, else None; fetched from the store when this machine has
+    not got it (another worker saved it)."""
+    store = get_store()
     if resume_step is not None:
-        return checkpoint_dir(output_dir, resume_step)
+        folder = checkpoint_dir(output_dir, resume_step)
+        if not (folder / "trainer_state.json").is_file():
+            store.fetch_dir(store.location_of(folder))
+        return folder
     earlier = spec.resume_from_checkpoint
     if earlier is None:
         return None
-    path = usable_checkpoint_path(earlier.job_id, earlier.step)
-    if path is None:
+    location = usable_checkpoint_location(earlier.job_id, earlier.step)
+    if location is None:
         at_step = f" at step {earlier.step}" if earlier.step else ""
         raise TrainingFailure(f"job {earlier.job_id} has no usable checkpoint{at_step} to start from")
-    return path
+    return store.fetch_dir(location)
 
 
 def build_training_arguments(spec: JobSpec, output_dir: Path) -> TrainingArguments:
@@ -139,7 +159,8 @@ def build_training_arguments(spec: JobSpec, output_dir: Path) -> TrainingArgumen
     if spec.resources.gpus > 1 and not torch.cuda.is_available():
         kwargs["use_cpu"] = True  # accelerate joins CPU ranks (gloo) only when told they are CPU ranks
     try:
-        args = TrainingArguments(**kwargs)
+        args = TrainingArguments(**kwargs) if spec.objective == "sft" else preference_module().preference_arguments(
+            spec, kwargs)
     except ValueError as exc:
         if spec.training.bf16 and "bf16" in str(exc):
             raise Bf16Unsupported(f"bf16 was requested, but this machine does not support it: {exc}") from exc
@@ -179,6 +200,8 @@ def build_trainer(
         reporter.phase("preparing_data")
     source = model_source(spec.base_model, get_settings().effective_model_roots)
     tokenizer = load_tokenizer(source, spec.base_model, trust_remote_code=remote_code_allowed(spec))
+    if spec.objective != "sft":
+        return build_preference_trainer(context, args, callback, stop, tokenizer, source)
     holds.hold("tokenizing")
     train_set, eval_set, cache_file, cached = tokenized_datasets(
         context.dataset_path, context.dataset_sha256, context.dataset_format, tokenizer, spec.data,
@@ -213,6 +236,42 @@ def build_trainer(
     callback.token_counts = trainer.token_counts
     if spec.evaluation.enabled and ranks.world_size() == 1:  # the spec rules refuse it on several GPUs
         trainer.sample_generator = sample_generator(context, tokenizer, reporter)
+    return trainer
+
+
+def preference_module():
+    """worker/preference.py imports TRL (seconds): only preference jobs pay for it."""
+    from worker import preference
+
+    return preference
+
+
+def build_preference_trainer(
+    context: RunContext, args: TrainingArguments, callback: ReportingCallback, stop: threading.Event, tokenizer,
+    source: str,
+) -> Trainer:
+    """build_trainer's steps for objective dpo or orpo: TRL's trainer tokenizes the pairs itself."""
+    spec = context.spec
+    preference = preference_module()
+    holds.hold("tokenizing")
+    train_set, eval_set = preference.preference_datasets(
+        context.dataset_path, context.dataset_format, tokenizer, spec.data.val_set_size, spec.training.seed,
+        context.eval_source,
+    )
+    STARTUP.mark("data")
+    stop_if_requested(stop)
+    if is_main_process():
+        callback.reporter.phase("loading_model")
+    set_seed(spec.training.seed)
+    full_from = context.init_from if spec.method == "full" else None
+    holds.hold("loading_model")
+    model = load_model(str(full_from) if full_from else source, spec.base_model, spec)
+    if spec.method != "full":  # a new adapter is TRL's to add (worker/preference.py says why)
+        adapter = context.init_from
+        model = prepare_for_training(model, spec, adapter=adapter) if adapter else prepare_base(model, spec)
+    STARTUP.mark("model")
+    trainer = preference.build_preference_trainer(spec, model, args, train_set, eval_set, tokenizer, callback)
+    callback.token_counts = trainer.token_counts
     return trainer
 
 
@@ -292,8 +351,10 @@ def run_training(context: RunContext, stop: threading.Event) -> None:
     trainer.save_model(str(final_dir))  # the adapter only, for LoRA; and the tokenizer
     if not main:
         return
+    final_location = callback.uploads.put_final(final_dir)
     result = {
-        "final_model_path": str(final_dir),
+        "final_model_path": final_location,
+        "storage_wait_s": callback.uploads.waited_s,
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "best_metric": numeric_values({"best": trainer.state.best_metric}).get("best"),
         "global_step": output.global_step,
@@ -356,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
                         "beside which it writes its own log and exit code")
     args = parser.parse_args(argv)
     if args.warm:
+        get_store()  # the object store's client (boto3) is made ahead too
         handed = warm.wait_for_run()
         if handed is None:
             return 0

@@ -1,10 +1,8 @@
 """/v1/files: the tenant's datasets as OpenAI files (purpose "fine-tune")."""
 
-from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
-from fastapi.responses import FileResponse
 
 from api.auth import CurrentTenant
 from api.dataset_upload import UploadRejected, store_dataset
@@ -13,7 +11,9 @@ from api.openai_compat import ids
 from api.openai_compat.errors import OpenAIError
 from api.openai_compat.objects import file_object, page
 from db import datasets as queries
+from api.file_stream import stored_file_response
 from db.hooks import after_commit
+from traindock.storage import get_store
 from db.models import Dataset
 
 router = APIRouter(prefix="/files", tags=["files"])
@@ -70,7 +70,7 @@ def retrieve_file(file_id: str, tenant: CurrentTenant, session: SessionDep):
 @router.get("/{file_id}/content")
 def file_content(file_id: str, tenant: CurrentTenant, session: SessionDep):
     dataset = dataset_of(session, file_id, tenant)
-    return FileResponse(dataset.path, media_type="application/octet-stream", filename=dataset.filename)
+    return stored_file_response(dataset.path, dataset.filename)
 
 
 @router.delete("/{file_id}")
@@ -79,7 +79,7 @@ def delete_file(file_id: str, tenant: CurrentTenant, session: SessionDep):
     if queries.dataset_in_use(session, dataset.id):
         raise OpenAIError(409, f"file {file_id} is used by a queued, running or paused job; cancel it first",
                           code="file_in_use")
-    path = dataset.path
+    location = dataset.path
     session.delete(dataset)
-    after_commit(session, lambda: Path(path).unlink(missing_ok=True))
+    after_commit(session, lambda: get_store().delete(location))
     return {"id": file_id, "object": "file", "deleted": True}

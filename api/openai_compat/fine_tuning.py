@@ -14,7 +14,8 @@ from api.job_service import request_hash, submit_job
 from api.openai_compat import ids
 from api.openai_compat.errors import OpenAIError
 from api.openai_compat.job_request import (
-    Hyperparameters, OpenAIJobRequest, apply_hyperparameters, method_hyperparameters, split_body,
+    DpoHyperparameters, Hyperparameters, OpenAIJobRequest, apply_hyperparameters, apply_method,
+    method_hyperparameters, split_body,
 )
 from api.openai_compat.models import checkpoint_source, fine_tuned_job
 from api.openai_compat.objects import checkpoint_object, event_object, job_object, page
@@ -87,8 +88,9 @@ def spec_from_request(session, tenant, body: dict[str, Any]) -> tuple[JobSpec, d
     if request.integrations:
         raise OpenAIError(400, "integrations are not supported; use extra_body training.report_to",
                           param="integrations")
-    given = request.hyperparameters or _validated(Hyperparameters, method_hyperparameters(method) or {},
-                                                  "method", "supervised", "hyperparameters")
+    kind, method_given = method_hyperparameters(method)
+    given = request.hyperparameters or _validated(DpoHyperparameters if kind == "dpo" else Hyperparameters,
+                                                  method_given or {}, "method", kind, "hyperparameters")
     spec.update(_starting_point(session, tenant, request.model))
     spec["dataset_id"] = _file(session, tenant, request.training_file, "training_file")
     training = spec.setdefault("training", {})
@@ -103,6 +105,7 @@ def spec_from_request(session, tenant, body: dict[str, Any]) -> tuple[JobSpec, d
     if request.suffix:
         spec.setdefault("name", request.suffix)
     apply_hyperparameters(spec, given)
+    apply_method(spec, kind, given)
     kept = {"model": request.model, "suffix": request.suffix, "metadata": request.metadata,
             "hyperparameters": given.model_dump()}
     return _validated(JobSpec, spec), kept

@@ -4,7 +4,9 @@
 earlier job of the tenant, which the new job trains further, or a `fine_tuned_model_checkpoint`,
 which it continues from (resume_from_checkpoint). Hyperparameters map onto the
 spec; "auto" (or leaving one out) picks: n_epochs 3, batch_size 8, learning_rate_multiplier 1
-(learning rate = multiplier x 2e-4 for LoRA, x 2e-5 for full fine-tuning). traindock's own spec
+(learning rate = multiplier x 2e-4 for LoRA, x 2e-5 for full fine-tuning). `method` {"type": "dpo"}
+trains objective 'dpo' on a preference file, its hyperparameters' `beta` ("auto": 0.1) becoming
+preference.beta; "supervised" is objective 'sft'; "reinforcement" is refused. traindock's own spec
 fields (`data`, `lora`, `training`, `output_dir`, `resources`, a string `method` "lora"/"full",
 ...) come through the client's `extra_body`; an explicit hyperparameter overrides them."""
 
@@ -28,6 +30,10 @@ class Hyperparameters(BaseModel):
     n_epochs: Literal["auto"] | Annotated[int, Field(ge=1, le=10000)] = "auto"
     batch_size: Literal["auto"] | Annotated[int, Field(ge=1, le=65536)] = "auto"
     learning_rate_multiplier: Literal["auto"] | Annotated[float, Field(gt=0, le=10000)] = "auto"
+
+
+class DpoHyperparameters(Hyperparameters):
+    beta: Literal["auto"] | Annotated[float, Field(gt=0, le=100)] = "auto"
 
 
 class OpenAIJobRequest(BaseModel):
@@ -55,17 +61,32 @@ def split_body(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], di
     return openai, native, method
 
 
-def method_hyperparameters(method: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The hyperparameters of `method.supervised`; other method types are refused."""
+def method_hyperparameters(method: dict[str, Any] | None) -> tuple[str, dict[str, Any] | None]:
+    """(OpenAI's method type, its hyperparameters): "supervised" or "dpo"; others are refused."""
     if method is None:
-        return None
+        return "supervised", None
     if not isinstance(method, dict):
         raise OpenAIError(400, "method must be an object such as {\"type\": \"supervised\"}", param="method")
     kind = method.get("type", "supervised")
-    if kind != "supervised":
-        raise OpenAIError(400, f"method.type '{kind}' is not supported: traindock trains supervised fine-tuning "
-                          "only (no dpo or reinforcement yet)", param="method.type", code="unsupported_method")
-    return (method.get("supervised") or {}).get("hyperparameters")
+    if kind not in ("supervised", "dpo"):
+        raise OpenAIError(400, f"method.type '{kind}' is not supported: traindock trains 'supervised' and 'dpo' "
+                          "(no reinforcement fine-tuning)", param="method.type", code="unsupported_method")
+    settings = method.get(kind) or {}
+    if not isinstance(settings, dict):
+        raise OpenAIError(400, f"method.{kind} must be an object", param=f"method.{kind}")
+    return kind, settings.get("hyperparameters")
+
+
+def apply_method(spec: dict[str, Any], kind: str, given: Hyperparameters) -> None:
+    """OpenAI's DPO as objective 'dpo', its beta ("auto": the spec's default) as preference.beta."""
+    if kind != "dpo":
+        return
+    spec["objective"] = "dpo"
+    if isinstance(given, DpoHyperparameters) and given.beta != "auto":
+        preference = spec.setdefault("preference", {})
+        if not isinstance(preference, dict):
+            raise OpenAIError(400, "preference must be an object", param="preference")
+        preference["beta"] = given.beta
 
 
 def file_id(text: str | None, param: str) -> int | None:

@@ -16,6 +16,7 @@ STATUS = {
     JobStatus.QUEUED: "queued", JobStatus.RUNNING: "running", JobStatus.CANCELLING: "running",
     JobStatus.PAUSING: "running", JobStatus.PAUSED: "paused", JobStatus.INTERRUPTED: "running",
     JobStatus.SUCCEEDED: "succeeded", JobStatus.FAILED: "failed", JobStatus.CANCELLED: "cancelled",
+    JobStatus.EARLY_STOPPING: "running", JobStatus.EARLY_STOPPED: "cancelled",
 }
 EVENT_LEVELS = {"job.failed": "error", "job.interrupted": "warn", "run.traceback": "error",
                 "run.handoff_pending": "warn", "run.delivery_ignored": "warn"}
@@ -70,6 +71,15 @@ def _hyperparameters(job: Job) -> dict[str, Any]:
     }
 
 
+def _method(job: Job, hyperparameters: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's method object; objective 'orpo', which OpenAI lacks, under its own name."""
+    objective = job.spec.get("objective", "sft")
+    if objective == "sft":
+        return {"type": "supervised", "supervised": {"hyperparameters": hyperparameters}}
+    beta = job.spec.get("preference", {}).get("beta", 0.1)
+    return {"type": objective, objective: {"hyperparameters": {**hyperparameters, "beta": beta}}}
+
+
 def job_object(job: Job) -> dict[str, Any]:
     openai = job.openai or {}
     hyperparameters = _hyperparameters(job)
@@ -91,7 +101,7 @@ def job_object(job: Job) -> dict[str, Any]:
         "result_files": [], "trained_tokens": (job.result or {}).get("num_input_tokens_seen"),
         "seed": job.spec.get("training", {}).get("seed"), "estimated_finish": None,
         "integrations": [], "metadata": openai.get("metadata"), "user_provided_suffix": openai.get("suffix"),
-        "method": {"type": "supervised", "supervised": {"hyperparameters": hyperparameters}},
+        "method": _method(job, hyperparameters),
         "progress": {"step": progress.get("step"), "percent": progress.get("percent")},
     }
 

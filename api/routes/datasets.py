@@ -2,7 +2,6 @@
 
 import json
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Response, UploadFile
@@ -17,6 +16,7 @@ from api.pagination import CursorQuery, LimitQuery, Page, next_cursor
 from api.schemas import DatasetId
 from db import datasets as queries
 from db.hooks import after_commit
+from traindock.storage import get_store
 
 router = APIRouter(prefix="/datasets", tags=["datasets"], responses=AUTHENTICATED)
 
@@ -49,7 +49,8 @@ def upload_dataset(
     settings: SettingsDep,
     response: Response,
     file: Annotated[UploadFile, File(description="JSONL (one row per line) or a JSON array of rows: "
-                                                  "alpaca, chat, ShareGPT or text rows.")],
+                                                  "alpaca, chat, ShareGPT or text rows, or preference pairs "
+                                                  "(prompt, chosen, rejected; or OpenAI's DPO rows).")],
 ):
     try:
         dataset = store_dataset(session, settings, tenant.id, file)
@@ -104,22 +105,23 @@ def preview_dataset(
     if dataset is None:
         raise not_found("dataset", dataset_id)
     try:
-        rows = first_rows(Path(dataset.path), limit)
-    except FileNotFoundError:  # removed from disk by hand
+        rows = first_rows(dataset.path, limit)
+    except FileNotFoundError:  # removed from the store by hand
         raise not_found("file of dataset", dataset_id) from None
     return DatasetRows(rows=rows, total=dataset.rows)
 
 
-def first_rows(path: Path, limit: int) -> list[dict]:
-    """The stored JSONL's first rows (blank lines, which the upload allows, skipped)."""
-    rows = []
-    with path.open("rb") as lines:
-        for line in lines:
-            if line.strip():
-                rows.append(json.loads(line))
-                if len(rows) == limit:
-                    break
-    return rows
+def first_rows(location: str, limit: int) -> list[dict]:
+    """The stored JSONL's first rows (blank lines, which the upload allows, skipped); reads no
+    further than they end."""
+    rows, pending = [], b""
+    for chunk in get_store().chunks(location):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        rows += [json.loads(line) for line in lines if line.strip()]
+        if len(rows) >= limit:
+            return rows[:limit]
+    return rows + ([json.loads(pending)] if pending.strip() else [])
 
 
 @router.delete("/{dataset_id}", status_code=204,
@@ -130,7 +132,7 @@ def delete_dataset(dataset_id: DatasetId, tenant: CurrentTenant, session: Sessio
         raise not_found("dataset", dataset_id)
     if queries.dataset_in_use(session, dataset_id):
         raise conflict(f"dataset {dataset_id} is used by a queued, running or paused job")
-    path = Path(dataset.path)
+    location = dataset.path
     session.delete(dataset)
-    after_commit(session, lambda: path.unlink(missing_ok=True))
+    after_commit(session, lambda: get_store().delete(location))
     return Response(status_code=204)

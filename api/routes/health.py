@@ -1,4 +1,4 @@
-"""Liveness of the API's dependencies: the database and the broker."""
+"""Liveness of the API's dependencies: the database, the broker and the store (named)."""
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -8,6 +8,7 @@ from api.deps import SettingsDep
 from api.errors import TOO_LARGE
 from api.queue import broker_reachable
 from db.engine import get_engine
+from traindock.storage import get_store
 
 router = APIRouter(tags=["health"], responses=TOO_LARGE)
 
@@ -25,8 +26,11 @@ def _database_ok() -> bool:
     return True
 
 
-@router.get("/health", responses={503: {"description": "The database or the broker is unavailable"}})
+@router.get("/health", responses={503: {"description": "The database, the broker or the store is unavailable"}})
 def health(settings: SettingsDep):
-    checks = {"database": _check(_database_ok), "broker": _check(lambda: broker_reachable(settings))}
+    store = get_store()
+    checks = {"database": _check(_database_ok), "broker": _check(lambda: broker_reachable(settings)),
+              "storage": _check(lambda: store.check() or True)}
     healthy = all(value == "ok" for value in checks.values())
-    return JSONResponse(status_code=200 if healthy else 503, content={"status": "ok" if healthy else "degraded", **checks})
+    return JSONResponse(status_code=200 if healthy else 503, content={
+        "status": "ok" if healthy else "degraded", **checks, "store": store.describe()})

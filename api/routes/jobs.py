@@ -1,18 +1,16 @@
 """Jobs: submit, dry-run validation, list, show, events, metrics, checkpoints, downloads, logs,
 deletion."""
 
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, Path as PathParam, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import StringConstraints, ValidationError
 
-from api.archive import tar_stream
+from api.archive import stored_tar_stream
 from api.auth import CurrentTenant
 from api.job_removal import delete_job
 from api.deps import SessionDep, SettingsDep
-from api.file_stream import file_chunks
 from api.errors import AUTHENTICATED, NOT_FOUND, Message, body_problems, conflict_answer, not_found
 from api.job_control import ResumeRequest, cancel_job, pause_job, resume_job
 from api.job_service import all_problems, job_warnings, request_hash, submit_job
@@ -44,7 +42,8 @@ from db.workers import live_workers
 from db.status import JobStatus
 from jobspec import JobSpec, estimate, explain_unknown_fields
 from jobspec.model import MAX_STEP
-from traindock.paths import attempt_log_path, job_output_dir, rank_log_path
+from traindock.paths import attempt_log_path, checkpoint_dir, job_output_dir, rank_log_path
+from traindock.storage import get_store
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=AUTHENTICATED)
 
@@ -221,8 +220,8 @@ TAR = {200: {"content": {"application/x-tar": {}}, "description": "A tar of the 
 StepPath = Annotated[int, PathParam(ge=1, le=MAX_STEP, description="A checkpoint's step.")]
 
 
-def _tar_response(folder, name: str) -> StreamingResponse:
-    return StreamingResponse(tar_stream(folder, name), media_type="application/x-tar",
+def _tar_response(location: str, name: str) -> StreamingResponse:
+    return StreamingResponse(stored_tar_stream(get_store(), location, name), media_type="application/x-tar",
                              headers={"Content-Disposition": f'attachment; filename="{name}.tar"'})
 
 
@@ -230,10 +229,12 @@ def _tar_response(folder, name: str) -> StreamingResponse:
 def download_final_model(job_id: JobId, tenant: CurrentTenant, session: SessionDep, settings: SettingsDep):
     """The final model folder (the adapter for LoRA, with the tokenizer) as a tar."""
     job = _job_or_404(session, job_id, tenant)
-    folder = job_output_dir(settings.jobs_dir, job.tenant_id, job.spec.get("output_dir"), job.id) / "final"
-    if not (job.result or {}).get("final_model_path") or not folder.is_dir():
+    store = get_store()
+    location = store.location_of(job_output_dir(settings.jobs_dir, job.tenant_id, job.spec.get("output_dir"),
+                                                job.id) / "final")
+    if not (job.result or {}).get("final_model_path") or not store.entries(location):
         raise not_found("final model of job", job_id)
-    return _tar_response(folder, f"job-{job.id}-final")
+    return _tar_response(location, f"job-{job.id}-final")
 
 
 @router.get("/{job_id}/checkpoints/{step}/download", response_class=StreamingResponse,
@@ -243,10 +244,12 @@ def download_checkpoint(job_id: JobId, step: StepPath, tenant: CurrentTenant, se
     """A usable checkpoint folder (model, optimizer, scheduler and trainer state) as a tar."""
     job = _job_or_404(session, job_id, tenant)
     checkpoint = checkpoint_queries.usable_checkpoint(session, job.id, step)
-    output = job_output_dir(settings.jobs_dir, job.tenant_id, job.spec.get("output_dir"), job.id)
-    if checkpoint is None or not Path(checkpoint.path).resolve().is_relative_to(output.resolve()):
+    store = get_store()
+    location = store.location_of(checkpoint_dir(
+        job_output_dir(settings.jobs_dir, job.tenant_id, job.spec.get("output_dir"), job.id), step))
+    if checkpoint is None or not store.exists(f"{location}/trainer_state.json"):
         raise not_found(f"checkpoint of job {job_id} at step", step)
-    return _tar_response(Path(checkpoint.path), f"job-{job.id}-checkpoint-{step}")
+    return _tar_response(location, f"job-{job.id}-checkpoint-{step}")
 
 
 @router.get("/{job_id}/logs", response_class=StreamingResponse, responses={
@@ -265,10 +268,12 @@ def attempt_log(
     path = attempt_log_path(settings.logs_dir, job.id, number)
     if rank is not None:
         path = rank_log_path(path, rank)
-    if not path.is_file():
+    try:
+        chunks = get_store().chunks(get_store().location_of(path), offset)
+    except FileNotFoundError:
         raise not_found(f"log of job {job_id} attempt {number} rank" if rank is not None
-                        else f"log of job {job_id} attempt", rank if rank is not None else number)
-    return StreamingResponse(file_chunks(path, offset), media_type="text/plain; charset=utf-8")
+                        else f"log of job {job_id} attempt", rank if rank is not None else number) from None
+    return StreamingResponse(chunks, media_type="text/plain; charset=utf-8")
 
 
 @router.delete("/{job_id}", status_code=204, responses={**NOT_FOUND, **conflict_answer("The job is not finished")})

@@ -1,5 +1,5 @@
-// The dashboard: sign-in, then hash routes (#/jobs, #/jobs/ID, #/compare, #/datasets, #/new,
-// #/playground).
+// The dashboard: sign-in, then hash routes (#/jobs, #/jobs/ID, #/compare, #/sweeps, #/sweeps/ID,
+// #/datasets, #/new, #/playground).
 import { api, apiKey, errorBox, forgetApiKey, h, setApiKey } from "./core.js";
 import { renderCompare } from "./compare.js";
 import { renderDatasets } from "./datasets.js";
@@ -7,6 +7,7 @@ import { renderJob } from "./job.js";
 import { renderJobs } from "./jobs.js";
 import { renderNewJob } from "./newjob.js";
 import { renderPlayground } from "./playground.js";
+import { renderSweep, renderSweeps } from "./sweeps.js";
 
 const main = document.getElementById("main");
 let leaving = null;  // aborts the shown page's streams and timers
@@ -16,6 +17,8 @@ function route() {
   const parts = path.split("/").filter(Boolean);
   const params = new URLSearchParams(query);
   if (parts[0] === "jobs" && parts[1]) return ["jobs", (main, signal) => renderJob(main, Number(parts[1]), signal)];
+  if (parts[0] === "sweeps" && parts[1]) return ["sweeps", (main, signal) => renderSweep(main, Number(parts[1]), signal)];
+  if (parts[0] === "sweeps") return ["sweeps", (main, signal) => renderSweeps(main, signal)];
   if (parts[0] === "compare") return ["compare", (main, signal) => renderCompare(main, params, signal)];
   if (parts[0] === "datasets") return ["datasets", (main, signal) => renderDatasets(main, signal)];
   if (parts[0] === "new") return ["new", (main, signal) => renderNewJob(main, signal)];

@@ -3,6 +3,14 @@
 import { api, h, statusBadge } from "./core.js";
 import { legend, lineChart } from "./charts.js";
 
+// One metric of each job, thinned for a chart: [{name, points: [[step, value]]}] (also the sweep page's curves).
+export async function metricSeries(ids, metric, signal, nameOf) {
+  return Promise.all(ids.map(async (id) => {
+    const metrics = await api(`/jobs/${id}/metrics?name=${encodeURIComponent(metric)}&max_points=1000`, { signal });
+    return { name: nameOf(id), points: metrics.items.map((p) => [p.step, p.value]) };
+  }));
+}
+
 export async function renderCompare(main, params, signal) {
   const chosen = new Set((params.get("ids") || "").split(",").filter(Boolean).map(Number));
   const jobs = (await api("/jobs?limit=200&include=spec", { signal })).items;
@@ -24,11 +32,10 @@ export async function renderCompare(main, params, signal) {
         chart, key)));
 
   const ids = [...chosen].sort((a, b) => a - b);
-  const series = await Promise.all(ids.map(async (id) => {
-    const metrics = await api(`/jobs/${id}/metrics?name=loss&max_points=1000`, { signal });
+  const series = await metricSeries(ids, "loss", signal, (id) => {
     const job = jobs.find((j) => j.id === id);
-    return { name: `#${id}${job && job.name ? ` ${job.name}` : ""}`, points: metrics.items.map((p) => [p.step, p.value]) };
-  }));
+    return `#${id}${job && job.name ? ` ${job.name}` : ""}`;
+  });
   function draw() {
     lineChart(chart, series, { logY: logToggle.checked, empty: ids.length ? "No loss points yet" : "Choose jobs on the left" });
     key.replaceChildren(legend(series));

@@ -134,5 +134,6 @@ export function confirmAction(text, verb) {
   return new Promise((resolve) => dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true }));
 }
 
-export const ACTIVE = new Set(["queued", "running", "cancelling", "pausing", "interrupted"]);
-export const STATUSES = ["queued", "running", "cancelling", "pausing", "paused", "interrupted", "succeeded", "failed", "cancelled"];
+export const ACTIVE = new Set(["queued", "running", "cancelling", "pausing", "interrupted", "early_stopping"]);
+export const STATUSES = ["queued", "running", "cancelling", "pausing", "paused", "interrupted", "succeeded", "failed", "cancelled",
+  "early_stopping", "early_stopped"];

@@ -26,7 +26,7 @@ export async function renderDatasets(main, signal) {
   main.replaceChildren(
     h("div", { class: "page-head" }, h("h1", {}, "Datasets")),
     h("div", { class: "card" }, h("h2", {}, "Upload"),
-      h("p", { class: "muted" }, "JSONL (one row per line) or a JSON array of alpaca, chat, ShareGPT or text rows. Every row is checked; a bad row refuses the whole file."),
+      h("p", { class: "muted" }, "JSONL (one row per line) or a JSON array of alpaca, chat, ShareGPT or text rows, or preference pairs (prompt, chosen, rejected; or OpenAI's DPO rows) for DPO and ORPO jobs. Every row is checked; a bad row refuses the whole file."),
       form, outcome),
     h("div", { class: "card" }, h("table", { id: "datasets" },
       h("thead", {}, h("tr", {}, ["Dataset", "Format", "Rows", "Size", "Uploaded", ""].map((t) => h("th", {}, t)))), body)),

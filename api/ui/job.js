@@ -1,4 +1,5 @@
-// One job: live curves (loss and eval_loss, learning rate; log scale on request), progress with
+// One job: live curves (loss and eval_loss, learning rate, a preference job's reward margins and
+// accuracies; log scale on request), progress with
 // phase, ETA and throughput, sample generations per step (samples.js), events, attempts,
 // checkpoints with downloads, cancel / pause / resume, and the spec. The page reads the job (and its stream position), the thinned series and
 // the lists once, then follows the job's stream from that position.
@@ -8,8 +9,9 @@ import { formatNumber, legend, lineChart } from "./charts.js";
 import { samplesView } from "./samples.js";
 import { follow } from "./sse.js";
 
-const CURVES = { loss: ["loss", "eval_loss"], lr: ["learning_rate"] };
-const CHECKPOINT_METRICS = /loss|rouge_l|bleu|exact_match/;  // shown in the checkpoints table
+const CURVES = { loss: ["loss", "eval_loss"], lr: ["learning_rate"],
+                 preference: ["rewards/margins", "rewards/accuracies", "eval_rewards/margins", "eval_rewards/accuracies"] };
+const CHECKPOINT_METRICS = /loss|rouge_l|bleu|exact_match|rewards\/accuracies/;  // shown in the checkpoints table
 const CONTROLS = {
   pause: { when: ["queued", "running"], text: "Pause job #ID? A running job writes a checkpoint of its current step and stops; resume continues from it." },
   resume: { when: ["paused", "cancelled", "failed"], text: "Resume job #ID from its latest checkpoint?" },
@@ -21,8 +23,10 @@ export async function renderJob(main, jobId, signal) {
   const parts = {
     title: h("h1"), status: h("span"), actions: h("div", { class: "actions" }), notice: h("div"),
     progress: h("div", { class: "card", id: "progress" }),
-    lossChart: h("div", { id: "loss-chart" }), lrChart: h("div", { id: "lr-chart" }),
-    lossLegend: h("div"), lrLegend: h("div"),
+    charts: { loss: h("div", { id: "loss-chart" }), lr: h("div", { id: "lr-chart" }),
+              preference: h("div", { id: "preference-chart" }) },
+    legends: { loss: h("div"), lr: h("div"), preference: h("div") },
+    preferenceFigure: h("figure", { hidden: true }),
     events: h("tbody"), attempts: h("tbody"), checkpoints: h("tbody"), result: h("div"), spec: h("pre", { id: "spec" }),
     samples: h("div"),
   };
@@ -34,8 +38,9 @@ export async function renderJob(main, jobId, signal) {
     h("div", { class: "card" },
       h("div", { class: "card-head" }, h("h2", {}, "Curves"), h("label", { class: "toggle" }, logToggle, " log scale")),
       h("div", { class: "charts" },
-        h("figure", {}, h("figcaption", {}, "loss / eval_loss"), parts.lossChart, parts.lossLegend),
-        h("figure", {}, h("figcaption", {}, "learning_rate"), parts.lrChart, parts.lrLegend))),
+        h("figure", {}, h("figcaption", {}, "loss / eval_loss"), parts.charts.loss, parts.legends.loss),
+        h("figure", {}, h("figcaption", {}, "learning_rate"), parts.charts.lr, parts.legends.lr),
+        parts.preferenceFigure)),
     parts.samples,
     h("div", { class: "columns" },
       h("div", { class: "card" }, h("h2", {}, "Checkpoints"), parts.result,
@@ -51,8 +56,9 @@ export async function renderJob(main, jobId, signal) {
       const series = names.filter((name) => state.series.has(name)).map((name) => ({
         name, points: [...state.series.get(name).entries()].sort((a, b) => a[0] - b[0]),
       }));
-      lineChart(key === "loss" ? parts.lossChart : parts.lrChart, series, { logY: state.logY });
-      (key === "loss" ? parts.lossLegend : parts.lrLegend).replaceChildren(legend(series));
+      if (key === "preference" && !series.length) continue;  // supervised jobs have none
+      lineChart(parts.charts[key], series, { logY: state.logY && key !== "preference" });
+      parts.legends[key].replaceChildren(legend(series));
     }
   }
 
@@ -64,7 +70,7 @@ export async function renderJob(main, jobId, signal) {
   function drawJob() {
     const job = state.job;
     parts.title.textContent = `Job #${job.id}${job.name ? ` · ${job.name}` : ""}`;
-    parts.status.replaceChildren(statusBadge(job.status), h("span", { class: "muted" }, ` ${job.spec.base_model} · ${job.spec.method}`));
+    parts.status.replaceChildren(statusBadge(job.status), h("span", { class: "muted" }, ` ${job.spec.base_model} · ${job.spec.method}${job.spec.objective && job.spec.objective !== "sft" ? ` · ${job.spec.objective}` : ""}`));
     parts.actions.replaceChildren(...Object.entries(CONTROLS).map(([action, control]) =>
       h("button", { id: `${action}-button`, class: action === "cancel" ? "danger" : "secondary",
                     disabled: !control.when.includes(job.status), onclick: () => act(action, control) },
@@ -170,6 +176,10 @@ export async function renderJob(main, jobId, signal) {
     ]);
     state.series.clear();
     metrics.items.forEach(addPoint);
+    // Preference jobs (objective dpo or orpo): reward margins and accuracies of chosen over rejected.
+    parts.preferenceFigure.hidden = (state.job.spec.objective || "sft") === "sft";
+    parts.preferenceFigure.replaceChildren(h("figcaption", {}, "rewards: margins / accuracies"),
+                                           parts.charts.preference, parts.legends.preference);
     state.events = events.filter((event) => event.stream_id <= state.job.stream_position);  // the stream sends the rest
     state.checkpoints = checkpoints;
     drawJob(); drawCharts(); drawEvents(); drawCheckpoints();

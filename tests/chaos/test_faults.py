@@ -162,7 +162,8 @@ def test_database_restart_and_outage_mid_run_kill_nothing_and_lose_no_metric(clu
         assert 500 not in codes and codes.get(503, 0) > 0 and poller.retry_after_missing == 0
         assert losses == list(range(1, OUTAGE_RUN["max_steps"] + 1))
         health = client.get("/health").json()
-        assert health == {"status": "ok", "database": "ok", "broker": "ok"}
+        assert health == {"status": "ok", "database": "ok", "broker": "ok", "storage": "ok",
+                          "store": "the local data folder"}
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,9 @@ import pytest
 
 from tests.e2e.conftest import all_metrics, output_folder, start_worker, stop_worker, submit, upload, wait_for
 from tests.e2e.test_training import DEMO_ROWS, spec, wait_for_event, wait_until
+from tests.worker.test_preference import CHOSEN, REJECTED
+
+PAIRS = [{"prompt": f"Tell me fact number {i}.", "chosen": CHOSEN, "rejected": REJECTED} for i in range(48)]
 
 pytestmark = pytest.mark.e2e
 
@@ -22,10 +25,12 @@ def comparable_metrics(client, job_id: int) -> dict[tuple[str, int], float]:
             if not is_timing(p["name"]) and p["name"] != "train_loss"}
 
 
-def long_spec(dataset_id: int, data: dict | None = None, **training) -> dict:
+def long_spec(dataset_id: int, layout: dict | None = None, **training) -> dict:
+    """The long job; `layout` adds spec sections (data, objective...)."""
     job = spec(dataset_id, **{"max_steps": 240, "logging_steps": 1, "eval_steps": 40, "save_steps": 40,
                               "save_total_limit": 2, **training})
-    job["data"].update(data or {})
+    for name, value in (layout or {}).items():
+        job[name] = {**job[name], **value} if isinstance(value, dict) else value
     return job
 
 
@@ -36,20 +41,27 @@ def step_of(client, job_id: int) -> int:
 STOPS = {"cancel": ("cancelling", "cancelled"), "pause": ("pausing", "paused")}
 
 
-# Packed rows and length-grouped batches come back in the same order after a resume too. A pause
-# stops the way a cancel does, so it is tried with the padded layout only.
-@pytest.mark.parametrize("data, verbs", [({}, ["cancel", "pause"]), ({"packing": True}, ["cancel"]),
-                                         ({"group_by_length": True}, ["cancel"])],
-                         ids=["padded", "packed", "grouped"])
-def test_stopped_then_resumed_jobs_equal_the_uninterrupted_run(stack, data, verbs):
-    if data and stack.backend.name == "postgres":
+# Packed rows, length-grouped batches and DPO's preference pairs (TRL's trainer, its reward
+# metrics and evaluations) come back in the same order after a resume too. A pause stops the way a
+# cancel does, so it is tried with the padded layout only.
+@pytest.mark.parametrize("layout, verbs", [({}, ["cancel", "pause"]), ({"data": {"packing": True}}, ["cancel"]),
+                                           ({"data": {"group_by_length": True}}, ["cancel"]),
+                                           # fewer steps: a DPO step runs the policy and the reference
+                                           ({"objective": "dpo", "training": {"max_steps": 60, "eval_steps": 20,
+                                                                              "save_steps": 20}}, ["cancel"])],
+                         ids=["padded", "packed", "grouped", "dpo"])
+def test_stopped_then_resumed_jobs_equal_the_uninterrupted_run(stack, layout, verbs):
+    if layout and stack.backend.name == "postgres":
         pytest.skip("the data layout does not depend on the backend; its resume is checked on SQLite")
-    dataset_id = upload(stack, DEMO_ROWS)
-    reference = wait_for(stack, submit(stack, long_spec(dataset_id, data))["id"])
+    dataset_id = upload(stack, PAIRS if "objective" in layout else DEMO_ROWS)
+    reference = wait_for(stack, submit(stack, long_spec(dataset_id, layout))["id"])
     assert reference["status"] == "succeeded", reference
+    if "objective" in layout:
+        names = {point["name"] for point in all_metrics(stack, reference["id"])}
+        assert {"rewards/margins", "eval_rewards/accuracies"} <= names
     for verb in verbs:
         stopping, stopped = STOPS[verb]
-        job = stop_then_resume(stack, long_spec(dataset_id, data), verb, stopped)
+        job = stop_then_resume(stack, long_spec(dataset_id, layout), verb, stopped)
         assert comparable_metrics(stack, job["id"]) == comparable_metrics(stack, reference["id"]), verb
         events = stack.get(f"/jobs/{job['id']}/events").json()["items"]
         assert [(e["type"], e["data"].get("attempt")) for e in events if e["type"].startswith("job.")] == [
@@ -58,13 +70,15 @@ def test_stopped_then_resumed_jobs_equal_the_uninterrupted_run(stack, data, verb
 
 
 def stop_then_resume(stack, job_spec: dict, verb: str, stopped: str) -> dict:
+    total = job_spec["training"]["max_steps"]
+    stop_from = min(50, total // 4)  # past the first checkpoints, well before the end
     job = submit(stack, job_spec)
-    wait_until(lambda: step_of(stack, job["id"]) >= 50)
+    wait_until(lambda: step_of(stack, job["id"]) >= stop_from)
     stack.post(f"/jobs/{job['id']}/{verb}")
     halted = wait_for(stack, job["id"], statuses={stopped, "succeeded", "failed"})
     assert halted["status"] == stopped, halted
     stop_step = halted["progress"]["step"]
-    assert 50 <= stop_step < 240, "the stop arrived too late to test a resume"
+    assert stop_from <= stop_step < total, "the stop arrived too late to test a resume"
     checkpoints = {c["step"]: c for c in stack.get(f"/jobs/{job['id']}/checkpoints").json()}
     assert stop_step in checkpoints and not checkpoints[stop_step]["deleted"]
 
@@ -75,7 +89,7 @@ def stop_then_resume(stack, job_spec: dict, verb: str, stopped: str) -> dict:
         (1, "submitted", None), (2, "resumed", stop_step)]
     finished = wait_for(stack, job["id"])
     assert finished["status"] == "succeeded", finished
-    assert finished["progress"]["step"] == 240 and finished["progress"]["attempt"] == 2
+    assert finished["progress"]["step"] == total and finished["progress"]["attempt"] == 2
     return finished
 
 

@@ -163,15 +163,47 @@ def test_a_json_array_element_over_the_line_limit_is_422(client, monkeypatch):
     assert response.json()["detail"][0]["msg"] == "element 2: longer than the limit of 2000000 bytes"
 
 
-@pytest.mark.parametrize("row", [
-    {"prompt": "2+2?", "chosen": "4", "rejected": "5"},
-    {"input": {"messages": []}, "preferred_output": [], "non_preferred_output": []},
+OPENAI_DPO_ROW = {"input": {"messages": [{"role": "user", "content": "2+2?"}]},
+                  "preferred_output": [{"role": "assistant", "content": "4"}],
+                  "non_preferred_output": [{"role": "assistant", "content": "5"}]}
+
+
+@pytest.mark.parametrize("row, expected", [
+    ({"prompt": "2+2?", "chosen": "4", "rejected": "5"}, "preference"),
+    ({"prompt": [{"role": "user", "content": "2+2?"}], "chosen": [{"role": "assistant", "content": "4"}],
+      "rejected": [{"role": "assistant", "content": "5"}]}, "preference"),
+    (OPENAI_DPO_ROW, "openai_dpo"),
 ])
-def test_preference_rows_are_422_saying_preference_training_is_not_supported_yet(client, row):
-    response = upload(client, jsonl([row]))
+def test_preference_rows_are_detected(client, row, expected):
+    body = upload(client, jsonl([row, row])).json()
+    assert (body["format"], body["rows"]) == (expected, 2)
+
+
+@pytest.mark.parametrize("bad, reason", [
+    ({"prompt": "2+2?", "chosen": "4"}, "'rejected' is missing"),
+    ({"prompt": "2+2?", "chosen": "", "rejected": "5"}, "'chosen' must not be empty"),
+    ({"prompt": [{"role": "user", "content": "q"}], "chosen": "4", "rejected": [{"role": "assistant", "content": "5"}]},
+     "'chosen' must be a list of one assistant message"),
+    ({**OPENAI_DPO_ROW, "input": {"messages": [{"role": "assistant", "content": "x"}]}},
+     "'input.messages' needs at least one user message"),
+    ({**OPENAI_DPO_ROW, "non_preferred_output": [{"role": "user", "content": "5"}]},
+     "'non_preferred_output' must be a list of one assistant message"),
+    ({**OPENAI_DPO_ROW, "preferred_output": [{"role": "assistant", "content": 4}]},
+     "preferred_output[0].content must be a non-empty string"),
+])
+def test_bad_preference_rows_are_422_with_their_line(client, backend, bad, reason):
+    good = {"prompt": "2+2?", "chosen": "4", "rejected": "5"} if "prompt" in bad else OPENAI_DPO_ROW
+    response = upload(client, jsonl([good, bad]))
     assert response.status_code == 422
-    msg = response.json()["detail"][0]["msg"]
-    assert "preference row (prompt, chosen, rejected)" in msg and "not support" in msg
+    error = response.json()["detail"][0]
+    assert error["msg"].startswith("line 2: ") and reason in error["msg"], error["msg"]
+    assert list((backend.data_dir / "datasets").iterdir()) == []
+
+
+def test_preference_and_supervised_rows_do_not_mix(client):
+    response = upload(client, jsonl([{"text": "x"}, {"prompt": "2+2?", "chosen": "4", "rejected": "5"}]))
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["msg"] == "line 2: a preference row in a file whose rows are text"
 
 
 @pytest.mark.parametrize("message, reason", [

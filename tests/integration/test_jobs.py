@@ -214,7 +214,8 @@ def test_validate_estimates_memory_from_the_models_config_json(client, dataset):
 def test_schema_and_health(client):
     schema = client.get("/schema/job-spec").json()
     assert "training" in schema["properties"]
-    assert client.get("/health").json() == {"status": "ok", "database": "ok", "broker": "ok"}
+    assert client.get("/health").json() == {"status": "ok", "database": "ok", "broker": "ok", "storage": "ok",
+                                            "store": "the local data folder"}
 
 
 def test_concurrent_resumes_and_cancels_change_the_job_once(client, backend, dataset):

@@ -157,8 +157,26 @@ def test_auto_hyperparameters_and_method_supervised(client, server):
     assert job.method.type == "supervised"
 
 
+def test_method_dpo_trains_objective_dpo_on_an_openai_preference_file(client, server):
+    rows = [{"input": {"messages": [{"role": "user", "content": f"q {i}"}]},
+             "preferred_output": [{"role": "assistant", "content": "yes"}],
+             "non_preferred_output": [{"role": "assistant", "content": "no"}]} for i in range(4)]
+    file = upload(client, rows)
+    job = create_job(client, file.id, method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.25,
+                                                                                       "batch_size": 2}}})
+    spec = native(server, "GET", f"/jobs/{number(job.id)}").json()["spec"]
+    assert (spec["objective"], spec["preference"]["beta"], spec["training"]["per_device_train_batch_size"]) == (
+        "dpo", 0.25, 2)
+    assert job.method.type == "dpo" and job.method.dpo.hyperparameters.beta == 0.25
+    with pytest.raises(openai.BadRequestError) as bad:  # a preference file is no supervised training set
+        create_job(client, file.id)
+    assert bad.value.body["param"] == "dataset_id" and "detected format 'openai_dpo'" in bad.value.message
+
+
 @pytest.mark.parametrize("kwargs, param, fragment", [
-    ({"method": {"type": "dpo"}}, "method.type", "dpo"),
+    ({"method": {"type": "dpo"}}, "dataset_id", "objective 'dpo' trains on preference pairs"),
+    ({"method": {"type": "dpo", "dpo": {"hyperparameters": {"beta": 0}}}}, "method.dpo.hyperparameters.beta",
+     "greater than"),
     ({"method": {"type": "reinforcement"}}, "method.type", "reinforcement"),
     ({"hyperparameters": {"n_epochs": 0}}, "hyperparameters.n_epochs", "greater than or equal"),
     ({"extra_body": {"training": {"learning_rat": 1}}}, "training.learning_rat", "learning_rate"),

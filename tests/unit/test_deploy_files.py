@@ -13,20 +13,25 @@ def compose() -> dict:
     return yaml.safe_load((REPO / "docker-compose.yml").read_text())
 
 
-def test_compose_runs_postgres_redis_api_a_gpu_worker_and_an_inference_server():
+def test_compose_runs_postgres_redis_minio_api_a_gpu_worker_and_an_inference_server():
     services = compose()["services"]
-    assert set(services) == {"postgres", "redis", "api", "worker", "inference"}
+    assert set(services) == {"postgres", "redis", "minio", "minio-bucket", "api", "worker", "inference"}
     assert services["inference"]["command"][:2] == ["traindock", "serve"]
     for name in ("api", "worker", "inference"):
         env = services[name]["environment"]
         assert env["TRAINDOCK_DATABASE_URL"].startswith("postgresql+psycopg://")
         assert "@postgres:5432/" in env["TRAINDOCK_DATABASE_URL"]
         assert env["TRAINDOCK_BROKER_URL"].startswith("redis://redis:6379")
-        # datasets written by the API are read by the worker: one shared data volume
-        assert f"traindock-data:{env['TRAINDOCK_DATA_DIR']}" in services[name]["volumes"]
+        # datasets, checkpoints, models and logs go through the store, which the bucket job makes
+        assert env["TRAINDOCK_STORAGE_URL"] == "s3://traindock/data" and env["AWS_ENDPOINT_URL"] == "http://minio:9000"
+        assert "mc mb --ignore-existing store/traindock" in services["minio-bucket"]["entrypoint"][-1]
+    # No data volume shared: each service could be on a machine of its own (base models are
+    # read-only, and each machine has its copy).
+    for name in ("api", "worker", "inference"):
+        assert all(volume.endswith(":ro") for volume in services[name].get("volumes", [])), name
     [device] = services["worker"]["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
-    assert set(compose()["volumes"]) >= {"traindock-data"}
+    assert set(compose()["volumes"]) >= {"minio-data"}
     for name, service in services.items():
         for dependency in service.get("depends_on", {}):
             assert dependency in services, (name, dependency)

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from traindock.cli import chat, commands, demo, keys
+from traindock.cli import chat, commands, demo, keys, sweeps
 from traindock.cli.failures import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,6 +74,7 @@ def run_worker(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="TRAINDOCK_GPUS") from None
     settings.ensure_dirs()
+    refuse_unusable_store()
     quiet_root_warning()
     hostname = name or "traindock@%h"
     if queues == WEBHOOK_QUEUE:
@@ -93,6 +94,19 @@ def run_worker(
         "--pool", "prefork", "--loglevel", loglevel, "--hostname", hostname,
         "--without-gossip", "--without-mingle",
     ])
+
+
+def refuse_unusable_store() -> None:
+    """Wrong credentials or no such bucket: one line, and no worker (it could keep no checkpoint)."""
+    from traindock.storage import StorageRefused, StorageUnavailable, get_store
+
+    try:
+        get_store().check()
+    except StorageRefused as exc:
+        typer.echo(f"error: {exc}; check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and TRAINDOCK_STORAGE_URL", err=True)
+        raise typer.Exit(2) from None
+    except StorageUnavailable as exc:  # may come back: transfers retry (TRAINDOCK_STORAGE_RETRY_S)
+        typer.echo(f"warning: {exc}", err=True)
 
 
 def quiet_root_warning() -> None:
@@ -175,6 +189,7 @@ def start_everything(host: Host = "127.0.0.1", port: Port = 8000, workers: Worke
 
 app.command("demo")(demo.run)
 app.add_typer(keys.app, name="keys")
+app.add_typer(sweeps.app, name="sweep")
 commands.register(app)
 chat.register(app)
 

@@ -11,7 +11,7 @@ import httpx
 from traindock.cli import sse
 from traindock.settings import get_settings
 
-FINISHED = {"succeeded", "failed", "cancelled", "paused"}  # a stream ends at these
+FINISHED = {"succeeded", "failed", "cancelled", "paused", "early_stopped"}  # a stream ends at these
 RECONNECTS = 5
 
 
