@@ -13,7 +13,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.auth import RequireApiKey
 from api.body_limit import BodySizeLimit
 from api.errors import (
-    body_error_handler, database_unavailable_handler, transition_refused_handler, validation_error_handler,
+    body_error_handler, database_unavailable_handler, storage_unavailable_handler, transition_refused_handler,
+    validation_error_handler,
 )
 from api.openai_compat.app import create_v1_app
 from api.routes import datasets, health, jobs, models, samples, schema, stream, sweeps, ui, webhooks, workers
@@ -22,6 +23,7 @@ from db.engine import serve_requests
 from db.lifecycle import TransitionRefused
 from traindock.dataset_files import sweep_dataset_files
 from traindock.settings import Settings, get_settings
+from traindock.storage import StorageRefused, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ def create_app() -> FastAPI:
     app.add_exception_handler(TransitionRefused, transition_refused_handler)
     for unreachable in (OperationalError, InterfaceError):
         app.add_exception_handler(unreachable, database_unavailable_handler)
+    for unavailable in (StorageUnavailable, StorageRefused):
+        app.add_exception_handler(unavailable, storage_unavailable_handler)
     # The middleware added last runs first: the body limit counts every byte, then no anonymous
     # request's body is read at all.
     app.add_middleware(RequireApiKey, cache_s=settings.api_key_cache_s)

@@ -162,8 +162,10 @@ def store_dataset(session: Session, settings: Settings, tenant_id: int, upload: 
         )
         final = settings.datasets_dir / f"{dataset.id}.jsonl"
         checked.path.rename(final)
-        # Into the store (multipart for a large file): an object store's copy is the one kept.
-        location = dataset.path = store.put_file(final, move=True)
+        # Into the store (multipart for a large file): an object store's copy is the one kept. One
+        # try, not the store's retries: this transaction holds the tenant's lock; an unreachable
+        # store is a 503 with Retry-After (api/errors.py) and the client retries.
+        location = dataset.path = store.put_file(final, move=True, patient=False)
     except BaseException:
         for path in (checked.path, final):
             if path is not None:

@@ -76,6 +76,19 @@ async def database_unavailable_handler(_request: Request, exc: Exception) -> JSO
     return unavailable_response()
 
 
+async def storage_unavailable_handler(_request: Request, exc: Exception) -> JSONResponse:
+    """The object store unreachable, or refusing the service's credentials: the service's fault,
+    not the request's: 503 with Retry-After, never a 500."""
+    log.warning("object store failed: %s", exc)
+    return storage_unavailable_response()
+
+
+def storage_unavailable_response() -> JSONResponse:
+    return JSONResponse(status_code=503, headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)},
+                        content={"detail": "the object store is unavailable; retry shortly (GET /health says "
+                                           "which dependency is down)"})
+
+
 async def transition_refused_handler(_request: Request, exc: TransitionRefused) -> JSONResponse:
     return JSONResponse(status_code=409, content={"detail": str(exc)})
 

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from api.errors import body_problems, problem, unprocessable
+from api.job_checks import server_problems
 from api.job_service import all_problems
 from db import jobs as job_queries
 from db.models import Job, Sweep
@@ -27,7 +28,7 @@ def create_sweep(session: Session, settings: Settings, tenant_id: int, request: 
         raise unprocessable(body_problems(problems))
     if problems := all_problems(session, settings, tenant_id, request.base):
         raise unprocessable([problem(("body", "base", *p["loc"][1:]), p["msg"], p["type"]) for p in problems])
-    if problems := _trial_problems(request):
+    if problems := _trial_problems(session, settings, tenant_id, request):
         raise unprocessable(body_problems(problems))
     queued = job_queries.count_queued(session, tenant_id)
     if queued + request.max_concurrent_trials > settings.max_queued_jobs_per_tenant:
@@ -58,13 +59,14 @@ def _candidates(request: SweepRequest) -> list[dict[str, Any]]:
     return [first] + [{**first, path: value} for path, values in ends.items() for value in values[1:]]
 
 
-def _trial_problems(request: SweepRequest) -> list[dict[str, Any]]:
-    """The first problem of each parameter (or of base) found in a trial's spec, naming the trial."""
+def _trial_problems(session: Session, settings: Settings, tenant_id: int, request: SweepRequest) -> list[dict[str, Any]]:
+    """The first problem of each parameter (or of base) found in a trial's spec, naming the trial:
+    the job-spec rules and the server's checks, as POST /jobs runs them."""
     found: dict[str, dict[str, Any]] = {}
     for number, values in enumerate(_candidates(request)):
         try:
             spec = JobSpec.model_validate(trial_spec(request, values, number))
-            problems = spec_problems(spec)
+            problems = spec_problems(spec) + server_problems(session, settings, tenant_id, spec)
         except ValidationError as invalid:
             problems = invalid.errors(include_url=False)
         for p in problems:

@@ -65,12 +65,16 @@ def list_checkpoints(session: Session, job_id: int) -> list[Checkpoint]:
 
 def usable_checkpoint(session: Session, job_id: int, step: int | None = None) -> Checkpoint | None:
     """The checkpoint at `step` (default: the latest) that is not deleted and whose folder is
-    still complete in the store."""
+    still complete. With an object store the row is enough: a checkpoint is recorded only once its
+    upload is complete (worker/checkpoint_upload.py), and this runs under the job's row lock, where
+    no request to the store may wait. With the local store, the folder itself is looked at."""
+    store = get_store()
     query = select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.deleted.is_(False))
     if step is not None:
         query = query.where(Checkpoint.step == step)
     for checkpoint in session.scalars(query.order_by(Checkpoint.step.desc())):
-        if get_store().exists(f"{checkpoint.path}/trainer_state.json"):  # uploaded last: the folder is whole
+        # trainer_state.json is written last: with it the folder is whole
+        if store.copies or store.exists(f"{checkpoint.path}/trainer_state.json"):
             return checkpoint
     return None
 

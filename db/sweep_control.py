@@ -10,6 +10,7 @@ recovery_interval_s by each worker's watch, which picks up whatever a crash left
 import logging
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -49,13 +50,18 @@ def advance_after_commit(session: Session, sweep_id: int) -> None:
     after_commit(session, lambda: advance_now(sweep_id))
 
 
-def advance_now(sweep_id: int) -> None:
-    """In a transaction of its own; a failure waits for the next trigger or the periodic check."""
+def advance_now(sweep_id: int | None = None, *, job_id: int | None = None) -> None:
+    """Advance the sweep (or the sweep whose trial `job_id` is; none: nothing) in a transaction of
+    its own; a failure waits for the next trigger or the periodic check."""
     try:
         with session_scope() as session:
-            advance(session, sweep_id)
+            if job_id is not None:
+                sweep_id = session.scalar(select(Job.sweep_id).where(Job.id == job_id))
+            if sweep_id is not None:
+                advance(session, sweep_id)
     except Exception:
-        log.exception("advancing sweep %s failed; the periodic check tries again", sweep_id)
+        log.exception("advancing the sweep of %s failed; the periodic check tries again",
+                      f"job {job_id}" if job_id is not None else sweep_id)
 
 
 def cancel_sweep(session: Session, sweep_id: int) -> Sweep:
@@ -63,12 +69,17 @@ def cancel_sweep(session: Session, sweep_id: int) -> Sweep:
     sweep = lock_sweep(session, sweep_id)
     if sweep.status == SweepStatus.CANCELLED:
         return sweep
+    _end_with_active_cancelled(session, sweep, SweepStatus.CANCELLED, "cancelled", {})
+    return sweep
+
+
+def _end_with_active_cancelled(session: Session, sweep: Sweep, to: str, message: str, data: dict[str, Any]) -> None:
+    """The sweep ends `to`, and its active trials are cancelled (db/lifecycle.py, as any job)."""
     active = [job for job in trials(session, sweep.id) if job.status in ACTIVE_JOB_STATES]
-    change_sweep_status(session, sweep, SweepStatus.CANCELLED, f"cancelled; cancelling {len(active)} active trials",
-                        {"cancelled_trials": [job.id for job in active]})
+    change_sweep_status(session, sweep, to, f"{message}; cancelling {len(active)} active trials",
+                        {**data, "cancelled_trials": [job.id for job in active]})
     for job in active:
         lifecycle.request_cancel(session, job.id)
-    return sweep
 
 
 # ---- ASHA ------------------------------------------------------------------------------------
@@ -80,6 +91,8 @@ def _decide_rungs(session: Session, sweep: Sweep, request: SweepRequest, jobs: l
     recorded: dict[int, dict[int, float]] = {job.id: {} for job in jobs}
     stopped: set[int] = set()
     for event in sweep_events(session, sweep.id, RUNG):
+        if event.data["job_id"] not in recorded:
+            continue  # its job was deleted since
         recorded[event.data["job_id"]][event.data["rung"]] = event.data["value"]
         if not event.data["promoted"]:
             stopped.add(event.data["job_id"])
@@ -106,13 +119,18 @@ def _decide_rungs(session: Session, sweep: Sweep, request: SweepRequest, jobs: l
 
 # ---- Trials ----------------------------------------------------------------------------------
 
+def _created(jobs: list[Job]) -> int:
+    """How many trials were created: the next trial's number (a deleted trial's number is not reused)."""
+    return max((job.sweep_trial for job in jobs), default=-1) + 1
+
+
 def _start_trials(session: Session, sweep: Sweep, request: SweepRequest, jobs: list[Job]) -> None:
     active = sum(job.status in ACTIVE_JOB_STATES for job in jobs)
-    if len(jobs) >= request.trial_count() or active >= request.max_concurrent_trials:
+    if _created(jobs) >= request.trial_count() or active >= request.max_concurrent_trials:
         return
     planned = planned_trials(request)
-    while len(jobs) < request.trial_count() and active < request.max_concurrent_trials:
-        number = len(jobs)
+    while _created(jobs) < request.trial_count() and active < request.max_concurrent_trials:
+        number = _created(jobs)
         values = planned[number] if planned is not None else ask_tpe(request, _outcomes(session, request, jobs))
         job = _create_trial(session, sweep, request, values, number)
         if job is None:
@@ -122,11 +140,17 @@ def _start_trials(session: Session, sweep: Sweep, request: SweepRequest, jobs: l
 
 
 def _create_trial(session: Session, sweep: Sweep, request: SweepRequest, values: dict[str, Any], number: int) -> Job | None:
-    spec = JobSpec.model_validate(trial_spec(request, values, number))
-    if problems := spec_problems(spec):  # only tpe's values were not all checked up front
-        change_sweep_status(session, sweep, SweepStatus.FAILED, f"trial {number}'s spec is invalid: "
-                            f"{problems[0]['msg']}", {"trial": number, "params": values, "problems": problems})
-        sweep.error = {"code": "invalid_trial", "message": problems[0]["msg"]}
+    try:  # only tpe's values were not all checked up front
+        spec = JobSpec.model_validate(trial_spec(request, values, number))
+        problems = spec_problems(spec)
+    except ValidationError as invalid:
+        spec, problems = None, invalid.errors(include_url=False, include_context=False, include_input=False)
+    if problems:
+        where = ".".join(str(part) for part in problems[0]["loc"])
+        message = f"trial {number}'s spec is invalid: {where}: {problems[0]['msg']}"
+        sweep.error = {"code": "invalid_trial", "message": message}
+        _end_with_active_cancelled(session, sweep, SweepStatus.FAILED, message,
+                                   {"trial": number, "params": values, "problems": problems})
         return None
     job = lifecycle.create_job(session, tenant_id=sweep.tenant_id, spec=spec.model_dump(mode="json"),
                                dataset_id=spec.dataset_id, queue=sweep.queue, name=spec.name,
@@ -171,7 +195,7 @@ def best_trial(session: Session, request: SweepRequest, jobs: list[Job]) -> dict
 
 
 def _finish_if_done(session: Session, sweep: Sweep, request: SweepRequest, jobs: list[Job]) -> None:
-    if sweep.status != SweepStatus.RUNNING or len(jobs) < request.trial_count():
+    if sweep.status != SweepStatus.RUNNING or _created(jobs) < request.trial_count():
         return
     if any(job.status in ACTIVE_JOB_STATES for job in jobs):
         return
@@ -206,11 +230,4 @@ def running_sweeps() -> list[int]:
 
 def advance_sweep_of(job_id: int) -> None:
     """The job ended an attempt: if it is a sweep's trial, its sweep goes on (in its own transaction)."""
-    try:
-        with session_scope() as session:
-            sweep_id = session.scalar(select(Job.sweep_id).where(Job.id == job_id))
-    except Exception:
-        log.exception("could not read job %s's sweep; the periodic check goes on with it", job_id)
-        return
-    if sweep_id is not None:
-        advance_now(sweep_id)
+    advance_now(job_id=job_id)

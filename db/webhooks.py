@@ -9,17 +9,19 @@ from sqlalchemy.orm import Session
 
 from db.models import Event, WebhookEndpoint, utcnow
 
-# Job event type -> the webhook event type endpoints subscribe to. The first three are OpenAI's
-# fine-tuning webhook events; the rest are traindock's own, named alike.
+# Job event type -> the webhook event type endpoints subscribe to. The first four are OpenAI's
+# fine-tuning webhook events (a sweep's early stopped trial is one of OpenAI's cancelled jobs, as
+# /v1 shows it; its data.status says early_stopped); the rest are traindock's own, named alike.
 EVENT_TYPES = {
     "job.succeeded": "fine_tuning.job.succeeded",
     "job.failed": "fine_tuning.job.failed",
     "job.cancelled": "fine_tuning.job.cancelled",
+    "job.early_stopped": "fine_tuning.job.cancelled",
     "job.running": "fine_tuning.job.running",
     "job.paused": "fine_tuning.job.paused",
     "checkpoint.saved": "fine_tuning.job.checkpoint.saved",
 }
-WEBHOOK_EVENT_TYPES = tuple(EVENT_TYPES.values())
+WEBHOOK_EVENT_TYPES = tuple(dict.fromkeys(EVENT_TYPES.values()))
 PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
 
 

@@ -10,9 +10,13 @@ from pydantic import BaseModel, Field, model_validator
 from jobspec.model import MAX_STEP, JobSpec, SpecModel
 
 Value = bool | int | float | str
-# Paths a sweep may not vary: they name the data, where it runs, or the trial's own folder.
+# Paths a sweep may not vary: they name the data, where it runs, the trial's own folder, or what
+# the server's checks allow (model code, the Hub, the objective and format the dataset must fit,
+# the method): those are checked once, in base.
 FIXED_PATHS = frozenset({"dataset_id", "validation_dataset_id", "output_dir", "resume_from_checkpoint",
-                         "init_from_job_id", "name", "base_model", "resources.queue", "resources.gpus"})
+                         "init_from_job_id", "name", "base_model", "resources.queue", "resources.gpus",
+                         "trust_remote_code", "training.hub_model_id", "training.push_to_hub", "objective",
+                         "data.format", "method"})
 MAX_GRID = 1000
 
 
@@ -119,6 +123,17 @@ def path_problem(path: str) -> str | None:
     return None
 
 
+def integer_path(path: str) -> bool:
+    """Whether the spec value at `path` (a valid path) takes whole numbers only (int, not float)."""
+    model: type[BaseModel] = JobSpec
+    *sections, last = path.split(".")
+    for section in sections:
+        model = model.model_fields[section].annotation
+    annotation = model.model_fields[last].annotation
+    kinds = set(getattr(annotation, "__args__", None) or (annotation,)) - {type(None)}
+    return int in kinds and float not in kinds
+
+
 def with_values(spec: dict[str, Any], values: dict[str, Value]) -> dict[str, Any]:
     """A copy of the spec (as JSON) with each path set."""
     spec = {**spec}
@@ -159,6 +174,9 @@ def request_problems(request: SweepRequest) -> list[dict[str, Any]]:
             problems.append(_problem(("parameters", path), why, "unknown_path"))
         elif request.method == "grid" and parameter.values is None:
             problems.append(_problem(("parameters", path), "method grid needs a list of values", "grid_needs_values"))
+        elif parameter.distribution in ("uniform", "log_uniform") and integer_path(path):
+            problems.append(_problem(("parameters", path), f"'{path}' takes whole numbers: give distribution "
+                                     f"'int', not '{parameter.distribution}'", "int_distribution_needed"))
     if request.base.output_dir is not None:
         problems.append(_problem(("base", "output_dir"), "leave output_dir out: each trial gets a folder of its own",
                                  "output_dir_per_trial"))

@@ -12,9 +12,12 @@ TRAINDOCK_STORAGE_URL picks the backend: unset (or a folder) for the local data 
 `s3://bucket/prefix` for an S3-compatible store reached with the standard AWS_* variables
 (AWS_ENDPOINT_URL for MinIO, Ceph or R2)."""
 
+import hashlib
+import json
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -38,6 +41,7 @@ class Entry:
     name: str
     size: int
     mtime: float
+    etag: str | None = None  # the store's (S3), which tells a changed object from the copy here
 
 
 class LocalStore:
@@ -202,17 +206,62 @@ class S3Store:
         if reuse and target.is_file():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.part")
-        self._retrying(f"downloading {location}", lambda: self.client.download_file(
-            self.bucket, self._key(location), str(partial), Config=self.transfer))
-        partial.rename(target)
+        # A name of its own: two processes fetching the same file (a shared cache) never write
+        # into one partial file; the last complete one wins, whole.
+        partial = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.part")
+        try:
+            self._retrying(f"downloading {location}", lambda: self.client.download_file(
+                self.bucket, self._key(location), str(partial), Config=self.transfer))
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
         return target
 
     def fetch_dir(self, location: str) -> Path:
+        """The folder as the store has it now: a copy here that differs (a checkpoint of a timeline
+        replaced on another machine, a final model rewritten by a resumed job) is fetched again,
+        file by file (size and ETag); files the store no longer has are removed. What the store's
+        listing was when this copy last matched it is kept beside the folder, so that an unchanged
+        folder costs one listing, without reading its files."""
         folder = self.local_path(location)
-        for entry in self.entries(location):
-            self.fetch_file(f"{location}/{entry.name}")
+        entries = self.entries(location)
+        if not entries:
+            return folder
+        listing = json.dumps([[e.name, e.size, e.etag] for e in entries])
+        marker = folder.parent / f".{folder.name}.fetched"
+        if folder.is_dir() and marker.is_file() and marker.read_text() == listing and all(
+                (folder / e.name).is_file() and (folder / e.name).stat().st_size == e.size for e in entries):
+            return folder
+        for entry in entries:
+            local = folder / entry.name
+            if not (local.is_file() and self._same_content(local, entry)):
+                self.fetch_file(f"{location}/{entry.name}")
+        listed = {e.name for e in entries}
+        for path in [p for p in folder.rglob("*")
+                     if p.is_file() and not p.is_symlink() and p.relative_to(folder).as_posix() not in listed]:
+            path.unlink(missing_ok=True)
+        partial = marker.with_name(f"{marker.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        partial.write_text(listing)
+        os.replace(partial, marker)
         return folder
+
+    def _same_content(self, path: Path, entry: Entry) -> bool:
+        """`path` holds what the store's object holds: same size, and the ETag S3 computes (MD5,
+        or for a multipart upload the MD5 of its parts' MD5s, in put_file's part size). A store whose
+        ETags are computed otherwise never matches: the file is fetched again, never kept stale."""
+        if path.stat().st_size != entry.size or not entry.etag:
+            return False
+        whole, _, parts = entry.etag.strip('"').partition("-")
+        part_size = self.transfer.multipart_chunksize if parts else CHUNK
+        md5, digests = hashlib.md5(usedforsecurity=False), []
+        with path.open("rb") as stream:
+            while chunk := stream.read(part_size):
+                md5.update(chunk)
+                digests.append(hashlib.md5(chunk, usedforsecurity=False).digest())
+        if not parts:
+            return md5.hexdigest() == whole
+        return (str(len(digests)) == parts
+                and hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest() == whole)
 
     def exists(self, location: str) -> bool:
         return self.size(location) is not None or bool(self.entries(location))
@@ -233,11 +282,12 @@ class S3Store:
             return iter(())
         answer = self._retrying(f"reading {location}", lambda: self.client.get_object(
             Bucket=self.bucket, Key=self._key(location), Range=f"bytes={offset}-{size - 1}"))
-        return answer["Body"].iter_chunks(CHUNK)
+        return _body_chunks(answer["Body"])
 
     def entries(self, location: str) -> list[Entry]:
         prefix = self._key(location).rstrip("/") + "/"
-        return sorted((Entry(item["Key"][len(prefix):], item["Size"], item["LastModified"].timestamp())
+        return sorted((Entry(item["Key"][len(prefix):], item["Size"], item["LastModified"].timestamp(),
+                             item.get("ETag"))
                        for item in self._list(prefix)), key=lambda e: e.name)
 
     def _list(self, prefix: str) -> list[dict]:
@@ -286,6 +336,15 @@ class S3Store:
                     raise StorageUnavailable(f"{what}: {exc}") from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
+
+
+def _body_chunks(body) -> Iterator[bytes]:
+    """The response's body a chunk at a time, its connection closed however the reader stops (a
+    client gone mid-download closes the generator)."""
+    try:
+        yield from body.iter_chunks(CHUNK)
+    finally:
+        body.close()
 
 
 @lru_cache

@@ -6,6 +6,7 @@ that failed (the store unreachable for longer than TRAINDOCK_STORAGE_RETRY_S) fa
 there, its earlier checkpoints intact. With the local store nothing is uploaded: the record is
 written at once, as before there was a store."""
 
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -61,7 +62,22 @@ class CheckpointUploads:
         self.waited_s += time.monotonic() - started if self.in_background else 0.0
         return location
 
+    def wait_quietly(self) -> None:
+        """When training failed or stopped: the upload under way finishes (and its checkpoint is
+        recorded) before the process exits, which would end its thread; its own failure is only
+        logged, the one that ends the attempt is what is reported."""
+        try:
+            self.wait()
+        except BaseException as exc:
+            print(f"the last checkpoint's upload failed: {exc!r}", file=sys.stderr)
+
     def forget(self, folders: list[Path]) -> None:
-        """Checkpoints the Trainer rotated out: their objects go too."""
+        """Checkpoints the Trainer rotated out: their objects go too. A failed deletion is only
+        logged (the objects stay behind, listed as deleted): it fails neither the upload nor the
+        attempt."""
         for folder in folders:
-            self.store.delete(self.store.location_of(folder))
+            try:
+                self.store.delete(self.store.location_of(folder))
+            except Exception as exc:
+                print(f"could not delete the rotated-out checkpoint {folder.name} from the store: {exc!r}",
+                      file=sys.stderr)

@@ -27,6 +27,9 @@ from jobspec.inference import InferenceTarget
 from worker.prompts import Prompt, prompt_ids
 
 MAX_ADAPTERS_PER_BASE = 16
+# With an object store, a job's folder kept here is compared with the store's (one listing) at most
+# this often: a final model or checkpoint rewritten since (a resumed job) is fetched again.
+STORE_CHECK_S = 10.0
 
 
 class InferenceError(Exception):
@@ -77,6 +80,7 @@ class Engine:
         self.busy = threading.Lock()  # one generation at a time
         self.waiting = 0
         self.waiting_lock = threading.Lock()
+        self.store_checked: dict[Path, float] = {}  # a job's folder: when it was last compared with the store
 
     # ---- Turns ----------------------------------------------------------------------------------
 
@@ -131,12 +135,16 @@ class Engine:
         return folder
 
     def _job_folder(self, relative: str) -> Path:
-        """From the store when this machine has not got it (another machine trained it)."""
+        """From the store when this machine has not got it (another machine trained it), or has an
+        older copy (the job was resumed and wrote it again; compared every STORE_CHECK_S)."""
         jobs = self.settings.jobs_dir.resolve()
         folder = (jobs / relative).resolve()
-        if not Path(relative).is_absolute() and folder.is_relative_to(jobs) and not folder.is_dir():
-            store = get_store()
+        store = get_store()
+        if (not Path(relative).is_absolute() and folder.is_relative_to(jobs) and store.copies
+                and (not folder.is_dir() or (checked := self.store_checked.get(folder)) is None
+                     or time.monotonic() - checked >= STORE_CHECK_S)):
             store.fetch_dir(store.location_of(folder))
+            self.store_checked[folder] = time.monotonic()
         if Path(relative).is_absolute() or not folder.is_relative_to(jobs) or not folder.is_dir():
             raise InferenceError(404, "the model's files are missing on this inference server", param="model",
                                  code="model_not_found")

@@ -27,7 +27,7 @@ from db.lifecycle import claim_run, finish_run, finish_stopped, interrupt_and_re
 from db.outbox import dispatch
 from db.retry import is_transient, retrying
 from db.runs import beat, get_run, set_pid
-from db.status import STOPPING_JOB_STATES, JobStatus, RunStatus
+from db.status import STOPPING_JOB_STATES, RunStatus
 from db.sweep_control import advance_sweep_of
 from traindock.lifetime import die_with_parent
 from traindock.paths import attempt_log_path
@@ -217,15 +217,17 @@ class _Exit:
 
     def __init__(self, process: subprocess.Popen):
         self.process = process
+        self.poller = select.poll()  # select.select would refuse a descriptor numbered 1024 or above
         try:
             self.pidfd: int | None = os.pidfd_open(process.pid)
+            self.poller.register(self.pidfd, select.POLLIN)
         except (AttributeError, OSError):  # not Linux 5.3+, or the process is already gone
             self.pidfd = None
 
     def within(self, timeout: float) -> bool:
         timeout = max(timeout, 0.0)
         if self.pidfd is not None:
-            select.select([self.pidfd], [], [], timeout)
+            self.poller.poll(timeout * 1000)
         if self.process.poll() is not None:
             self.close()
             return True
@@ -303,8 +305,9 @@ def _record_outcome(run_id: int, ended: RanksEnded, watched: Watched) -> str:
                 "code": "worker_shutdown", "message": "the worker shut down and the training process did not "
                 f"checkpoint within {get_settings().drain_timeout_s:g} s; it was killed"})
         elif watched.killed_after_grace or (code == EXIT_STOPPED and (
-                # A sweep's trial stops itself at a rung, maybe before this watch saw the request.
-                watched.stop_requested or run.job.status == JobStatus.EARLY_STOPPING)):
+                # A sweep's trial stops itself at a rung, maybe before this watch saw the request
+                # (and a cancel or pause may have come since: finish_stopped ends it as asked last).
+                watched.stop_requested or run.job.status in STOPPING_JOB_STATES)):
             checkpoint = None if watched.killed_after_grace else usable_checkpoint(session, run.job_id)
             finish_stopped(session, run_id, exit_code=code, killed=watched.killed_after_grace,
                            checkpoint_step=checkpoint.step if checkpoint else None)

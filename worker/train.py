@@ -68,7 +68,7 @@ from worker.reporting import (
 from worker.samples import SampleGenerator, evaluation_rows
 from worker.startup import StartupClock
 from worker.throughput import ThroughputTrainer
-from worker.token_cache import tokenized_datasets
+from worker.token_cache import tokenized_datasets, verify_dataset
 
 STARTUP = StartupClock(PROCESS_STARTED)
 STARTUP.mark("imports")
@@ -129,12 +129,13 @@ def local_dataset(location: str, sha256: str) -> Path:
 def checkpoint_to_resume(resume_step: int | None, spec: JobSpec, output_dir: Path) -> Path | None:
     """This job's checkpoint the attempt resumes (set on the run), else the earlier job's
     checkpoint the spec starts from, else None; fetched from the store when this machine has
-    not got it (another worker saved it)."""
+    not got it, or not as the store has it (another worker saved it)."""
     store = get_store()
     if resume_step is not None:
+        # Fetched again when the copy here differs from the store's (a checkpoint of a timeline
+        # since replaced on another machine): never resumed from old weights.
         folder = checkpoint_dir(output_dir, resume_step)
-        if not (folder / "trainer_state.json").is_file():
-            store.fetch_dir(store.location_of(folder))
+        store.fetch_dir(store.location_of(folder))
         return folder
     earlier = spec.resume_from_checkpoint
     if earlier is None:
@@ -254,6 +255,7 @@ def build_preference_trainer(
     spec = context.spec
     preference = preference_module()
     holds.hold("tokenizing")
+    verify_dataset(context.dataset_path, context.dataset_sha256)  # as tokenized_datasets does for sft
     train_set, eval_set = preference.preference_datasets(
         context.dataset_path, context.dataset_format, tokenizer, spec.data.val_set_size, spec.training.seed,
         context.eval_source,
@@ -333,9 +335,13 @@ def run_training(context: RunContext, stop: threading.Event) -> None:
     try:
         output = trainer.train(resume_from_checkpoint=resume)
     except TrainingStopped:
+        if main:
+            callback.uploads.wait_quietly()
         raise
     except Exception as exc:
         if main:
+            # The checkpoint being uploaded is recorded before the process (and its upload thread) ends.
+            callback.uploads.wait_quietly()
             callback.flush_quietly()
             if is_disk_full(exc):
                 discard_partial_checkpoint(context, trainer.state.global_step, callback.saved_steps)

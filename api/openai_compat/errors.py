@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from db.lifecycle import TransitionRefused
 from jobspec import explain_unknown_fields
+from traindock.storage import StorageRefused, StorageUnavailable
 
 ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
                409: "conflict_error", 413: "invalid_request_error", 429: "rate_limit_error"}
@@ -71,7 +72,14 @@ async def transition_refused_handler(_request: Request, exc: TransitionRefused) 
     return envelope(409, str(exc), code="invalid_state")
 
 
+async def storage_unavailable_handler(_request: Request, exc: Exception) -> JSONResponse:
+    return envelope(503, "the object store is unavailable; retry shortly", code="storage_unavailable",
+                    headers={"Retry-After": "5"})
+
+
 HANDLERS = {
+    StorageUnavailable: storage_unavailable_handler,
+    StorageRefused: storage_unavailable_handler,
     OpenAIError: openai_error_handler,
     StarletteHTTPException: http_error_handler,
     RequestValidationError: validation_error_handler,

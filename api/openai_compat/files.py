@@ -70,7 +70,11 @@ def retrieve_file(file_id: str, tenant: CurrentTenant, session: SessionDep):
 @router.get("/{file_id}/content")
 def file_content(file_id: str, tenant: CurrentTenant, session: SessionDep):
     dataset = dataset_of(session, file_id, tenant)
-    return stored_file_response(dataset.path, dataset.filename)
+    try:
+        return stored_file_response(dataset.path, dataset.filename)
+    except FileNotFoundError:  # removed from the store by hand
+        raise OpenAIError(404, f"the content of file {file_id} is missing from the store", param="id",
+                          code="not_found") from None
 
 
 @router.delete("/{file_id}")

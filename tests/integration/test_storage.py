@@ -91,3 +91,140 @@ def test_a_missing_bucket_is_refused_and_an_unreachable_store_given_up_after_its
     (tmp_path / "f").write_text("x")
     with pytest.raises(StorageUnavailable, match="uploading f"):
         away.put_file(tmp_path / "f")
+
+
+def test_a_folder_kept_here_is_fetched_again_when_the_store_has_another(s3, tmp_path):
+    """A checkpoint rewritten elsewhere (a replaced timeline), or a final model of a resumed job:
+    the copy here is brought up to date file by file; what matches (by ETag, multipart included) is
+    not downloaded again, and files the store no longer has are removed."""
+    folder = s3.root / "jobs" / "tenant-1" / "job-1" / "checkpoint-4"
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"a" * 3000)
+    (folder / "big.bin").write_bytes(b"b" * (17 << 20))  # above the multipart threshold: a "-2" ETag
+    (folder / "extra.bin").write_text("old")
+    (folder / "trainer_state.json").write_text('{"step": 4}')
+    location = s3.put_dir(folder, last="trainer_state.json")
+    assert [e.etag.strip('"').endswith("-2") for e in s3.entries(location)] == [True, False, False, False]
+
+    other = S3Store(f"s3://{s3.bucket}/pre", tmp_path / "machine-b", retry_s=2)
+    kept = other.fetch_dir(location)
+    inodes = {p.name: p.stat().st_ino for p in kept.iterdir()}
+    assert (kept / "model.safetensors").read_bytes() == b"a" * 3000
+
+    # Elsewhere, the same step of another timeline: same sizes, other weights, one file fewer.
+    (folder / "model.safetensors").write_bytes(b"c" * 3000)
+    (folder / "trainer_state.json").write_text('{"step": 5}')
+    (folder / "extra.bin").unlink()
+    s3.delete(f"{location}/extra.bin")
+    s3.put_dir(folder, last="trainer_state.json")
+    assert other.fetch_dir(location) == kept
+    assert (kept / "model.safetensors").read_bytes() == b"c" * 3000
+    assert (kept / "trainer_state.json").read_text() == '{"step": 5}' and not (kept / "extra.bin").exists()
+    assert (kept / "big.bin").stat().st_ino == inodes["big.bin"]  # matched its multipart ETag: kept
+
+    # A copy this machine wrote itself (no record of a listing) is kept when it matches.
+    again = S3Store(f"s3://{s3.bucket}/pre", s3.root, retry_s=2)
+    before = {p.name: p.stat().st_ino for p in folder.iterdir()}
+    again.fetch_dir(location)
+    assert {p.name: p.stat().st_ino for p in folder.iterdir()} == before
+
+
+def test_fetches_of_one_file_write_partial_files_of_their_own(s3, tmp_path, monkeypatch):
+    """Two processes filling one cache file must never write into the same partial file."""
+    staged = s3.root / "datasets" / "8.jsonl"
+    staged.parent.mkdir(parents=True)
+    staged.write_text('{"text": "a"}\n')
+    location = s3.put_file(staged)
+    partials = []
+    download = s3.client.download_file
+
+    def recorded(bucket, key, filename, **kwargs):
+        partials.append(filename)
+        return download(bucket, key, filename, **kwargs)
+
+    monkeypatch.setattr(s3.client, "download_file", recorded)
+    cache = tmp_path / "cache" / "x.jsonl"
+    s3.fetch_file(location, cache)
+    s3.fetch_file(location, cache)
+    assert len(set(partials)) == 2 and cache.read_text() == '{"text": "a"}\n'
+    assert sorted(p.name for p in cache.parent.iterdir()) == ["x.jsonl"]
+
+
+def test_a_read_stopped_early_closes_the_response(s3, monkeypatch):
+    staged = s3.root / "logs" / "job-1" / "attempt-1.log"
+    staged.parent.mkdir(parents=True)
+    staged.write_bytes(b"x" * (3 << 20))
+    location = s3.put_file(staged)
+    closed = []
+    get_object = s3.client.get_object
+
+    def answered(**kwargs):
+        answer = get_object(**kwargs)
+        body = answer["Body"]
+        original = body.close
+        body.close = lambda: (closed.append(True), original())
+        return answer
+
+    monkeypatch.setattr(s3.client, "get_object", answered)
+    chunks = s3.chunks(location)
+    assert len(next(chunks)) > 0 and closed == []
+    chunks.close()  # the client went away mid-download
+    assert closed == [True]
+
+
+def test_an_object_store_failure_is_a_503_with_retry_after(client, monkeypatch):
+    import api.dataset_upload
+    from tests.integration.conftest import ALPACA_ROWS, jsonl
+
+    class Away(LocalStore):
+        def put_file(self, path, move=False, patient=True):
+            assert not patient  # one try: the upload's transaction holds the tenant's lock
+            raise StorageUnavailable("s3://bucket is unreachable")
+
+    store = api.dataset_upload.get_store()
+    monkeypatch.setattr(api.dataset_upload, "get_store", lambda: Away(store.root))
+    response = client.post("/datasets", files={"file": ("a.jsonl", jsonl(ALPACA_ROWS))})
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5", response.text
+    assert client.get("/datasets").json()["items"] == []
+    response = client.post("/v1/files", files={"file": ("a.jsonl", jsonl(ALPACA_ROWS))}, data={"purpose": "fine-tune"})
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5", response.text
+    assert response.json()["error"]["code"] == "storage_unavailable"
+
+
+def test_the_content_of_a_file_missing_from_the_store_is_a_404(client, dataset):
+    from api.openai_compat import ids
+    from db.engine import session_scope
+    from db.models import Dataset
+    from traindock.storage import get_store
+
+    file_id = ids.encode(ids.FILE, dataset["id"])
+    assert client.get(f"/v1/files/{file_id}/content").status_code == 200
+    with session_scope() as session:
+        get_store().delete(session.get(Dataset, dataset["id"]).path)  # removed from the store by hand
+    response = client.get(f"/v1/files/{file_id}/content")
+    assert response.status_code == 404, response.text
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_with_an_object_store_a_recorded_checkpoint_is_usable_without_asking_the_store(client, dataset, monkeypatch):
+    """usable_checkpoint runs under the job's row lock: no request to the store there."""
+    import db.checkpoints
+    from db.checkpoints import record_checkpoint, usable_checkpoint
+    from db.engine import session_scope
+    from db.runs import latest_run
+    from tests.integration.conftest import make_spec
+
+    class Remote:
+        copies = True
+
+        def exists(self, location):
+            raise AssertionError("asked the store under the job's lock")
+
+    job = client.post("/jobs", json=make_spec(dataset["id"])).json()
+    assert client.post(f"/jobs/{job['id']}/cancel").json()["status"] == "cancelled"
+    monkeypatch.setattr(db.checkpoints, "get_store", lambda: Remote())
+    with session_scope() as session:
+        run_id = latest_run(session, job["id"]).id
+        record_checkpoint(session, job["id"], run_id, 4, "jobs/tenant-1/x/checkpoint-4", None)
+    with session_scope() as session:
+        assert usable_checkpoint(session, job["id"]).step == 4

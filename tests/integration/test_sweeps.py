@@ -46,6 +46,15 @@ def test_a_grid_sweep_queues_its_first_trials_as_jobs_tagged_with_the_sweep(clie
     ({"training.learning_rate": {"low": 1e-4, "high": 1e-2, "distribution": "log_uniform"}},
      ["body", "parameters", "training.learning_rate"], "grid needs a list of values"),
     ({"training.optim": {"values": ["adamw_torch", "sgd-ish"]}}, ["body", "parameters", "training.optim"], "trial 1"),
+    # What the server's checks allow is checked once, in base: a sweep may not vary it.
+    ({"trust_remote_code": {"values": [False, True]}}, ["body", "parameters", "trust_remote_code"], "fixed"),
+    ({"training.hub_model_id": {"values": ["someone-else/model"]}}, ["body", "parameters", "training.hub_model_id"],
+     "fixed"),
+    ({"training.push_to_hub": {"values": [True]}}, ["body", "parameters", "training.push_to_hub"], "fixed"),
+    ({"objective": {"values": ["sft", "dpo"]}}, ["body", "parameters", "objective"], "fixed"),
+    # Every trial's spec passes the server's checks: here, the dataset's rows leave none to train on.
+    ({"data.val_set_size": {"values": [0, 5000]}}, ["body", "parameters", "data.val_set_size"],
+     "trial 1 (data.val_set_size=5000)"),
 ])
 def test_a_bad_path_or_value_is_a_422_naming_it(client, dataset, parameters, loc, words):
     response = client.post("/sweeps", json=sweep_request(dataset["id"], parameters=parameters))
@@ -60,6 +69,17 @@ def test_a_tpe_range_is_checked_at_both_ends(client, dataset):
                             parameters={"lora.r": {"low": 0, "high": 8, "distribution": "int"}})
     response = client.post("/sweeps", json=request)
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "parameters", "lora.r"]
+
+
+def test_a_non_int_distribution_on_a_whole_number_value_is_a_422(client, dataset):
+    """TPE would ask lora.r 17.3, which no trial spec takes."""
+    request = sweep_request(dataset["id"], method="tpe", max_trials=3,
+                            parameters={"lora.r": {"low": 4, "high": 32, "distribution": "uniform"}})
+    response = client.post("/sweeps", json=request)
+    assert response.status_code == 422, response.text
+    [problem] = response.json()["detail"]
+    assert problem["loc"] == ["body", "parameters", "lora.r"] and "'int'" in problem["msg"], problem
+    assert client.get("/jobs").json()["items"] == []
 
 
 def test_asha_needs_the_metric_logged_at_its_rung_steps(client, dataset):
@@ -320,3 +340,103 @@ def test_the_sweep_stream_shows_its_trials_state_changes_only(backend):
                 seen.append((event.type, event.data.get("type"), event.data.get("id") if event.type == "status"
                              else (event.data.get("data") or {}).get("job_id")))
             assert ("status", None, first) in seen and all(job_id != other_job for _, _, job_id in seen), seen
+
+
+def test_a_trial_spec_the_controller_cannot_build_fails_the_sweep_and_cancels_its_trials(client, dataset, monkeypatch):
+    """A tpe value that no trial spec takes (ValidationError) fails the sweep with a reason, and its
+    active trials are cancelled; the controller does not raise on every later advance."""
+    import db.sweep_control
+
+    request = sweep_request(dataset["id"], method="tpe", max_trials=4, max_concurrent_trials=2,
+                            parameters={"training.learning_rate": {"low": 1e-5, "high": 1e-1, "distribution": "log_uniform"}})
+    sweep = create(client, request)
+    [first, second] = [t["job_id"] for t in sweep["trials"]]
+    monkeypatch.setattr(db.sweep_control, "ask_tpe", lambda request, outcomes: {"training.learning_rate": 20.0})
+    run_trial(first, {1: 1.0})
+    done = current(client, sweep["id"])
+    assert done["status"] == "failed" and done["error"]["code"] == "invalid_trial", done
+    assert "trial 2" in done["error"]["message"] and "training.learning_rate" in done["error"]["message"]
+    assert client.get(f"/jobs/{second}").json()["status"] == "cancelled"
+    failed = client.get(f"/sweeps/{sweep['id']}/events").json()[-1]
+    assert failed["type"] == "sweep.failed" and failed["data"]["cancelled_trials"] == [second]
+
+
+def test_a_trial_of_a_running_sweep_cannot_be_deleted(client, dataset):
+    sweep = create(client, sweep_request(dataset["id"], max_concurrent_trials=1))
+    first = sweep["trials"][0]["job_id"]
+    run_trial(first, {1: 1.0})
+    response = client.delete(f"/jobs/{first}")
+    assert response.status_code == 409 and "running" in response.json()["detail"], response.text
+    client.post(f"/sweeps/{sweep['id']}/cancel")
+    assert client.delete(f"/jobs/{first}").status_code == 204
+
+
+def test_the_controller_goes_on_when_a_trial_is_gone(client, dataset):
+    """A trial's job deleted (rows and all) under a running ASHA sweep: its rung events are passed
+    over and its number is not given again."""
+    from db.engine import session_scope
+    from db.jobs import delete_job_rows
+
+    base = make_spec(dataset["id"], training={"max_steps": 6, "logging_steps": 1})
+    sweep = create(client, sweep_request(dataset["id"], base=base, max_concurrent_trials=1,
+                                         early_stopping={"grace_steps": 2, "reduction_factor": 2}))
+    first = sweep["trials"][0]["job_id"]
+    run_trial(first, {2: 1.0, 4: 0.5, 6: 0.4})
+    second = current(client, sweep["id"])["trials"][1]["job_id"]
+    with session_scope() as session:
+        delete_job_rows(session, first)
+    run_trial(second, {2: 0.9, 4: 0.3, 6: 0.2})
+    trials = current(client, sweep["id"])["trials"]
+    assert [(t["trial"], t["status"]) for t in trials] == [(1, "succeeded"), (2, "queued")], trials
+
+
+def test_an_early_stopped_trial_reaches_webhooks_as_cancelled(client, dataset):
+    from sqlalchemy import select
+
+    from db.engine import session_scope
+    from db.models import Job, WebhookDelivery, WebhookEndpoint
+
+    base = make_spec(dataset["id"], training={"max_steps": 6, "logging_steps": 1})
+    sweep = create(client, sweep_request(dataset["id"], base=base, max_concurrent_trials=1,
+                                         early_stopping={"grace_steps": 2, "reduction_factor": 2}))
+    run_trial(sweep["trials"][0]["job_id"], {2: 1.0, 4: 0.5, 6: 0.4})
+    second = current(client, sweep["id"])["trials"][1]["job_id"]
+    with session_scope() as session:
+        session.add(WebhookEndpoint(tenant_id=session.get(Job, second).tenant_id, name="ci", url="https://example.com/hook",
+                                    event_types=["fine_tuning.job.cancelled"], secret="s" * 32))
+    assert run_trial(second, {2: 2.0, 4: 0.1, 6: 0.1}) == "early_stopped"
+    with session_scope() as session:
+        [delivery] = session.scalars(select(WebhookDelivery).where(WebhookDelivery.job_id == second))
+        assert delivery.event_type == "fine_tuning.job.cancelled"
+        assert delivery.payload["data"]["status"] == "early_stopped" and delivery.payload["data"]["job_id"] == second
+
+
+def test_a_trial_cancelled_after_it_stopped_itself_at_a_rung_ends_cancelled(client, dataset, tmp_path):
+    """ASHA stopped the trial and its process exits EXIT_STOPPED, but a cancel came before the
+    supervisor's watch saw either: the attempt ends as asked last (cancelled, with its checkpoint),
+    not as a worker shutdown that would restart it."""
+    from db.engine import session_scope
+    from db.lifecycle import claim_run, request_cancel
+    from db.metrics import record_metric_points
+    from db.runs import latest_run
+    from db.sweep_control import decide_at_rung
+    from worker.errors import EXIT_STOPPED
+    from worker.ranks import RanksEnded
+    from worker.supervisor import Watched, _record_outcome
+
+    base = make_spec(dataset["id"], training={"max_steps": 6, "logging_steps": 1})
+    sweep = create(client, sweep_request(dataset["id"], base=base, max_concurrent_trials=1,
+                                         early_stopping={"grace_steps": 2, "reduction_factor": 2}))
+    run_trial(sweep["trials"][0]["job_id"], {2: 1.0, 4: 0.5, 6: 0.4})
+    second = current(client, sweep["id"])["trials"][1]["job_id"]
+    with session_scope() as session:
+        run_id = latest_run(session, second).id
+        claim_run(session, run_id, "test-worker")
+    with session_scope() as session:
+        record_metric_points(session, second, run_id, [(2, None, {"loss": 2.0})])
+    assert decide_at_rung(sweep["id"], second)  # early_stopping: the process stops itself
+    with session_scope() as session:
+        assert request_cancel(session, second).status == "cancelling"
+    assert _record_outcome(run_id, RanksEnded(EXIT_STOPPED, tmp_path / "log"), Watched()) == "cancelled"
+    job = client.get(f"/jobs/{second}").json()
+    assert job["status"] == "cancelled", job

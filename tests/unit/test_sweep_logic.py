@@ -19,12 +19,19 @@ def request(**fields) -> SweepRequest:
 @pytest.mark.parametrize(("path", "words"), [
     ("training.learning_rate", None),
     ("lora.r", None),
-    ("method", None),
+    ("lora.dropout", None),
     ("training.lr", "'lr' is not a field of training"),
     ("nope", "'nope' is not a field of the job spec"),
     ("lora", "a section, not a value"),
     ("lora.r.x", "'lora.r' is a value"),
     ("output_dir", "fixed for every trial"),
+    # What the server's checks allow: checked once, in base.
+    ("trust_remote_code", "fixed for every trial"),
+    ("training.hub_model_id", "fixed for every trial"),
+    ("training.push_to_hub", "fixed for every trial"),
+    ("objective", "fixed for every trial"),
+    ("data.format", "fixed for every trial"),
+    ("method", "fixed for every trial"),
 ])
 def test_paths_name_a_value_of_the_job_spec(path, words):
     problem = path_problem(path)
@@ -56,6 +63,10 @@ def test_rung_steps_are_grace_times_powers_of_the_factor_below_the_end():
 @pytest.mark.parametrize(("fields", "loc", "words"), [
     ({"parameters": {"lora.r": {"low": 1, "high": 8, "distribution": "int"}}}, ["parameters", "lora.r"], "needs a list"),
     ({"base": {**BASE, "output_dir": "mine"}}, ["base", "output_dir"], "each trial gets a folder"),
+    ({"method": "tpe", "parameters": {"lora.r": {"low": 4, "high": 32, "distribution": "uniform"}}},
+     ["parameters", "lora.r"], "give distribution 'int', not 'uniform'"),
+    ({"method": "random", "parameters": {"data.cutoff_len": {"low": 64, "high": 512, "distribution": "log_uniform"}}},
+     ["parameters", "data.cutoff_len"], "takes whole numbers"),
     ({"early_stopping": {"grace_steps": 27}}, ["early_stopping", "grace_steps"], "no trial could stop early"),
     ({"early_stopping": {"grace_steps": 2}, "base": {**BASE, "training": {"logging_steps": 1}}},
      ["early_stopping", "max_steps"], "set early_stopping.max_steps"),
@@ -104,3 +115,11 @@ def test_asha_keeps_the_best_fraction_at_a_rung():
     assert not promoted(sweep, [{0: 1.0, 1: 1.0}], {0: 1.0}, 1, 3.0)  # rung 1 compares rung-1 values
     maximize = request(metric={"name": "acc", "goal": "maximize"}, early_stopping={"grace_steps": 1})
     assert promoted(maximize, [{0: 1.0}], {}, 0, 2.0) and not promoted(maximize, [{0: 3.0}], {}, 0, 2.0)
+
+
+def test_only_whole_number_values_need_the_int_distribution():
+    ranges = {"training.learning_rate": {"low": 1e-5, "high": 1e-2, "distribution": "log_uniform"},
+              "training.logging_steps": {"low": 1, "high": 4, "distribution": "uniform"},  # float: a fraction or steps
+              "lora.dropout": {"low": 0, "high": 0.3, "distribution": "uniform"},
+              "lora.r": {"low": 4, "high": 32, "distribution": "int"}}
+    assert request_problems(request(method="tpe", parameters=ranges)) == []

@@ -115,3 +115,37 @@ def test_an_attention_matrix_larger_than_the_machine_is_out_of_memory(sqlite_bac
     assert "cutoff_len" in error["advice"]
     peak_bytes = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     assert peak_bytes < 8 * tokens**2 + 2 * 1024**3
+
+
+@pytest.mark.parametrize("raised", [RuntimeError("CUDA out of memory"), "stopped"])
+def test_the_checkpoint_upload_under_way_is_finished_when_training_fails_or_stops(
+        sqlite_backend, tmp_path, monkeypatch, raised):
+    """Its thread dies with the process: the newest checkpoint would never be recorded."""
+    import threading
+    from types import SimpleNamespace
+
+    import worker.train as train
+    from jobspec.model import JobSpec
+    from worker.callback import ReportingCallback
+    from worker.checkpoint_upload import CheckpointUploads
+    from worker.errors import TrainingStopped
+
+    raised = TrainingStopped("stopped on request at step 3") if raised == "stopped" else raised
+    waited = []
+
+    class Trainer:
+        state = SimpleNamespace(global_step=3)
+
+        def train(self, resume_from_checkpoint=None):
+            raise raised
+
+    monkeypatch.setattr(CheckpointUploads, "wait_quietly", lambda self: waited.append(True))
+    monkeypatch.setattr(ReportingCallback, "flush_quietly", lambda self: None)
+    monkeypatch.setattr(train, "build_trainer", lambda *args: Trainer())
+    spec = JobSpec.model_validate({"base_model": "tiny", "dataset_id": 1, **SHORT_JOB})
+    context = train.RunContext(run_id=1, job_id=1, attempt=1, spec=spec, dataset_path=tmp_path / "d.jsonl",
+                               dataset_sha256="0" * 64, dataset_format="alpaca", output_dir=tmp_path / "out",
+                               resume_step=None, resume_from=None)
+    with pytest.raises(type(raised)):
+        train.run_training(context, threading.Event())
+    assert waited == [True]

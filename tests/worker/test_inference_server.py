@@ -173,3 +173,37 @@ def test_a_client_that_goes_away_stops_its_generation_and_gives_the_turn_back(se
         answered = httpx.post(f"{url}/generate", json={**body, "max_tokens": 4}, timeout=30)
     assert answered.status_code == 200
     assert json.loads(answered.text.splitlines()[-1])["completion_tokens"] <= 4
+
+
+def test_a_job_folder_kept_here_is_compared_with_the_object_store_again(sqlite_backend, monkeypatch):
+    """With an object store, a final model kept from before a resume is not served for ever: the
+    folder is brought up to date (fetch_dir) at most every STORE_CHECK_S."""
+    import worker.inference
+
+    settings = get_settings()
+    folder = settings.jobs_dir / "tenant-1" / "job-1" / "final"
+    folder.mkdir(parents=True)
+    fetched = []
+
+    class Store:
+        copies = True
+
+        def location_of(self, path):
+            return str(path)
+
+        def fetch_dir(self, location):
+            fetched.append(location)
+
+    now = [1000.0]
+    monkeypatch.setattr(worker.inference, "get_store", lambda: Store())
+    monkeypatch.setattr(worker.inference.time, "monotonic", lambda: now[0])
+    engine = Engine(settings)
+    relative = "tenant-1/job-1/final"
+    assert engine._job_folder(relative) == folder.resolve()
+    assert len(fetched) == 1  # present here, compared all the same
+    now[0] += worker.inference.STORE_CHECK_S / 2
+    engine._job_folder(relative)
+    assert len(fetched) == 1
+    now[0] += worker.inference.STORE_CHECK_S
+    engine._job_folder(relative)
+    assert len(fetched) == 2

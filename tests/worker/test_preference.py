@@ -68,3 +68,21 @@ def test_dpo_starts_from_a_supervised_job(sqlite_backend):
         final = Path(get_job(session, dpo).result["final_model_path"])
     assert (final / "adapter_model.safetensors").is_file()
     assert (final / "ref" / "adapter_model.safetensors").is_file()  # the reference, beside it
+
+
+def test_a_preference_dataset_changed_after_upload_is_bad_dataset(sqlite_backend):
+    """Checked against its sha256 before use, as a supervised job's is (rows still valid: without
+    the check it would train on them)."""
+    from db.runs import get_run
+    from traindock.settings import get_settings
+    from worker.errors import EXIT_FAILED
+
+    install_tiny_model()
+    started = start_job(write_dataset(PAIRS, "preference"), objective="dpo", **SHORT)
+    path = get_settings().datasets_dir / "data.jsonl"
+    path.write_text(path.read_text().replace("blue", "grey"))
+    process = run_training(sqlite_backend, started.run_id)
+    assert process.returncode == EXIT_FAILED, output_of(process)
+    with session_scope() as session:
+        error = get_run(session, started.run_id).error
+    assert error["code"] == "bad_dataset" and "changed on disk since its upload" in error["message"]
