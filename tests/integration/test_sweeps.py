@@ -270,12 +270,18 @@ def test_a_trial_cancelled_by_hand_makes_room_for_the_next(client, dataset):
     assert (job["sweep_id"], job["sweep_trial"]) == (sweep["id"], 1)
 
 
-def test_an_early_stopped_trial_is_not_resumed(client, dataset):
+def asha_sweep_with_a_second_trial(client, dataset) -> tuple[dict, int]:
+    """An ASHA sweep (one trial at a time, 6 steps) whose first trial ran to the end; its second is queued."""
     base = make_spec(dataset["id"], training={"max_steps": 6, "logging_steps": 1})
     sweep = create(client, sweep_request(dataset["id"], base=base, max_concurrent_trials=1,
                                          early_stopping={"grace_steps": 2, "reduction_factor": 2}))
     run_trial(sweep["trials"][0]["job_id"], {2: 1.0, 4: 0.5, 6: 0.4})
     second = current(client, sweep["id"])["trials"][1]["job_id"]
+    return sweep, second
+
+
+def test_an_early_stopped_trial_is_not_resumed(client, dataset):
+    _, second = asha_sweep_with_a_second_trial(client, dataset)
     assert run_trial(second, {2: 2.0, 4: 0.1, 6: 0.1}) == "early_stopped"
     response = client.post(f"/jobs/{second}/resume", json={})
     assert response.status_code == 409 and "early_stopped" in response.json()["detail"]
@@ -396,11 +402,7 @@ def test_an_early_stopped_trial_reaches_webhooks_as_cancelled(client, dataset):
     from db.engine import session_scope
     from db.models import Job, WebhookDelivery, WebhookEndpoint
 
-    base = make_spec(dataset["id"], training={"max_steps": 6, "logging_steps": 1})
-    sweep = create(client, sweep_request(dataset["id"], base=base, max_concurrent_trials=1,
-                                         early_stopping={"grace_steps": 2, "reduction_factor": 2}))
-    run_trial(sweep["trials"][0]["job_id"], {2: 1.0, 4: 0.5, 6: 0.4})
-    second = current(client, sweep["id"])["trials"][1]["job_id"]
+    _, second = asha_sweep_with_a_second_trial(client, dataset)
     with session_scope() as session:
         session.add(WebhookEndpoint(tenant_id=session.get(Job, second).tenant_id, name="ci", url="https://example.com/hook",
                                     event_types=["fine_tuning.job.cancelled"], secret="s" * 32))
@@ -424,11 +426,7 @@ def test_a_trial_cancelled_after_it_stopped_itself_at_a_rung_ends_cancelled(clie
     from worker.ranks import RanksEnded
     from worker.supervisor import Watched, _record_outcome
 
-    base = make_spec(dataset["id"], training={"max_steps": 6, "logging_steps": 1})
-    sweep = create(client, sweep_request(dataset["id"], base=base, max_concurrent_trials=1,
-                                         early_stopping={"grace_steps": 2, "reduction_factor": 2}))
-    run_trial(sweep["trials"][0]["job_id"], {2: 1.0, 4: 0.5, 6: 0.4})
-    second = current(client, sweep["id"])["trials"][1]["job_id"]
+    sweep, second = asha_sweep_with_a_second_trial(client, dataset)
     with session_scope() as session:
         run_id = latest_run(session, second).id
         claim_run(session, run_id, "test-worker")
